@@ -1,0 +1,44 @@
+# nmt: `make help` lists the targets. Every target that needs the venv creates it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# On the project's CPU machines torch 2.13.0 resolves to the local CPU wheel; set
+# CONSTRAINTS= (empty) to let pip resolve pyproject's ranges instead.
+CONSTRAINTS ?= constraints.txt
+PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
+export NMT_DATA_MIRROR ?= $(if $(wildcard ../shared/data/SHA256SUMS),$(abspath ../shared/data),)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-all lint prepare quickstart multi30k tatoeba shakespeare bench clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(PIP_C) -e '.[dev,tensorboard]'
+	@touch $@
+
+install: $(BIN)/.installed ## Create .venv and install nmt with its dev tools (idempotent)
+
+test: install ## Run the default test suite (a few minutes on 2 cores)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-all: install ## Run every test, slow end-to-end ones included
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: install ## Ruff lint and format check
+	$(BIN)/ruff check nmt tests
+	$(BIN)/ruff format --check nmt tests
+
+prepare: install ## Download (or take from the mirror) and tokenize Multi30k
+	$(BIN)/nmt-prepare data=multi30k_en_fr
+
+quickstart: install ## Prepare, train (~10 min on 2 cores), translate and score Multi30k
+	bash recipes/quickstart/run.sh
+
+clean: ## Remove run folders and caches (keeps .venv)
+	rm -rf runs multirun outputs .nmt_cache bench.json .pytest_cache

@@ -1,0 +1,226 @@
+"""Typed configuration: every default of the toolkit lives in this one file.
+
+The dataclasses below are registered in Hydra's ConfigStore as ``base_config``;
+``conf/config.yaml`` starts its defaults list with it, so every YAML file and every
+command-line override is merged onto a *typed, closed* schema: an unknown key or a
+value of the wrong type fails at start, naming the key.
+
+Group options (``data=multi30k_en_fr``, ``model=lstm`` ...) are YAML files under
+``conf/<group>/`` that list only what differs from these defaults.
+Required values are ``???`` (``MISSING``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+# Fixed special ids, shared by the tokenizer, the model and search.
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+@dataclass
+class DataConfig:
+    """Which corpus, where it comes from, and how training pairs are cleaned."""
+
+    name: str = MISSING  # multi30k_en_fr | tatoeba_en_fr | tinyshakespeare | local
+    src_lang: str = "en"
+    tgt_lang: str = "fr"
+    # A folder laid out like ../shared/data (multi30k/, tatoeba/, ...) that replaces the
+    # download. The environment variable NMT_DATA_MIRROR is used when this is unset.
+    mirror: Optional[str] = None
+    # Where downloads, tokenizers and encoded splits are cached (shared between runs).
+    cache_dir: str = "${oc.env:NMT_CACHE_DIR,.nmt_cache}"
+    # Cleaning of *training* pairs only (evaluation sets are never filtered or reordered).
+    max_len: int = 100  # pieces, per side
+    max_len_ratio: float = 3.0  # drop pairs whose piece-length ratio exceeds this
+    on_bad_utf8: str = "error"  # error | replace
+    # Keep only the first N training pairs after cleaning (low-resource curves, smoke tests).
+    train_limit: Optional[int] = None
+    # Evaluation split used for validation during training, and the test splits reported.
+    valid_split: str = "val"
+    test_splits: list[str] = field(default_factory=list)
+    # Extra monolingual source-language text (used to pretrain word2vec/fastText vectors).
+    use_mono: bool = False
+    # data=local: two parallel files (or one TSV) per split, by path.
+    train_src: Optional[str] = None
+    train_tgt: Optional[str] = None
+    train_tsv: Optional[str] = None
+    valid_src: Optional[str] = None
+    valid_tgt: Optional[str] = None
+    valid_tsv: Optional[str] = None
+    test_src: Optional[str] = None
+    test_tgt: Optional[str] = None
+    # tatoeba_en_fr: sizes of the grouped held-out splits and the seed of the split.
+    split_seed: int = 1234
+    valid_size: int = 2000
+    test_size: int = 5000
+
+
+@dataclass
+class TokenizerConfig:
+    """sentencepiece options (trained on training text only, cached by a hash of inputs)."""
+
+    model_type: str = "unigram"  # unigram | bpe | char | word
+    vocab_size: int = 8000
+    joint: bool = True  # one model for both languages, or one per language
+    character_coverage: float = 1.0
+    # Sentences sampled for training sentencepiece (0 = all).
+    input_sentence_size: int = 0
+    # Restrict each side's vocabulary to the pieces seen in its own training side.
+    restrict_vocab: bool = False
+
+
+@dataclass
+class ModelConfig:
+    """The network. ``hidden_dim`` is the decoder size and the encoder's output size
+    (a bidirectional encoder uses ``hidden_dim // 2`` per direction)."""
+
+    arch: str = "seq2seq"  # seq2seq | char_lm
+    cell: str = "gru"  # rnn | gru | lstm
+    attention: str = "bahdanau"  # none | bahdanau | luong_dot | luong_general | luong_concat
+    input_feeding: bool = False
+    layers: int = 1
+    bidirectional: bool = True
+    emb_dim: int = 256
+    hidden_dim: int = 256
+    dropout: float = 0.2
+    bridge: str = "linear"  # none | linear  (encoder final state -> decoder initial state)
+    tie_embeddings: bool = False  # target embedding <-> output projection
+    share_embeddings: bool = False  # source <-> target embedding (joint vocabulary only)
+    init: str = "uniform"  # uniform | xavier
+    init_scale: float = 0.1
+
+
+@dataclass
+class EmbeddingSideConfig:
+    """How one side's embedding matrix starts."""
+
+    init: str = "random"  # random | file | word2vec | fasttext
+    path: Optional[str] = None  # vectors file for init=file
+    format: str = "glove"  # glove | word2vec_text | word2vec_bin | fasttext_vec | fasttext_bin
+    freeze: bool = False
+    lowercase_fallback: bool = True
+    # A learned linear projection when the vectors' size differs from model.emb_dim.
+    project: bool = True
+    # Training with gensim (init=word2vec | fasttext).
+    sg: bool = True  # skip-gram (True) or CBOW (False)
+    window: int = 5
+    min_count: int = 1
+    epochs: int = 5
+    seed: int = 1
+    workers: int = 2
+
+
+@dataclass
+class EmbeddingsConfig:
+    src: EmbeddingSideConfig = field(default_factory=EmbeddingSideConfig)
+    tgt: EmbeddingSideConfig = field(default_factory=EmbeddingSideConfig)
+
+
+@dataclass
+class TrainConfig:
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 uses a gradient scaler)
+    threads: int = 0  # CPU intra-op threads (0 = number of cores)
+    seed: int = 42
+    # Stopping: whichever comes first (0 = no limit).
+    max_steps: int = 0
+    max_epochs: int = 20
+    max_minutes: float = 0.0
+    # Batching: a token budget (counting padding) or a sentence count.
+    max_tokens: int = 4000
+    max_sentences: int = 0
+    accum_steps: int = 1
+    # Objective and optimizer.
+    label_smoothing: float = 0.1
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    clip_norm: float = 5.0
+    schedule: str = "plateau"  # constant | inverse_sqrt | plateau | cosine
+    warmup_steps: int = 0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    min_lr: float = 1e-5
+    # Validation, early stopping, checkpoints.
+    valid_every: int = 0  # steps (0 = at epoch ends only)
+    valid_metric: str = "bleu"  # bleu | chrf | loss
+    valid_beam_size: int = 1  # 1 = greedy
+    valid_max_sentences: int = 0  # 0 = the whole validation set
+    patience: int = 5  # validations without improvement before stopping (0 = never)
+    keep_last: int = 2
+    resume: bool = False
+    log_every: int = 50
+    compile: bool = False
+    # Character language model: truncated back-propagation through time.
+    bptt_len: int = 128
+    batch_size: int = 64
+
+
+@dataclass
+class DecodeConfig:
+    method: str = "beam"  # beam | greedy | sample
+    beam_size: int = 5
+    length_penalty: float = 1.0  # GNMT alpha; 0 = raw log-probability
+    length_normalize: bool = False  # divide by length instead of the GNMT penalty
+    coverage_penalty: float = 0.0
+    min_len: int = 0
+    max_len_a: float = 1.5  # max output length = a * source length + b
+    max_len_b: int = 10
+    n_best: int = 1
+    no_repeat_ngram_size: int = 0
+    suppress_unk: bool = False
+    max_tokens: int = 6000  # source tokens per decoding batch
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 1
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    # Free text copied into logs and run folders.
+    name: str = "nmt"
+
+
+def register_configs() -> None:
+    """Register the schema (idempotent); called by every entry point before Hydra runs."""
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+def conf_dir() -> Path:
+    """The folder holding ``config.yaml`` and the config groups.
+
+    ``NMT_CONF_DIR`` wins; otherwise the ``conf/`` folder of the source checkout
+    (``make install`` installs the package in editable mode).
+    """
+    env = os.environ.get("NMT_CONF_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parent.parent / "conf"
+    return path
+
+
+def to_plain(cfg: DictConfig | Config) -> dict[str, Any]:
+    """Resolved config as plain Python containers (for checkpoints and JSON)."""
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.structured(cfg)
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def from_plain(data: dict[str, Any]) -> DictConfig:
+    """Rebuild a typed config from :func:`to_plain` output (unknown keys still fail)."""
+    base = OmegaConf.structured(Config)
+    return OmegaConf.merge(base, data)  # type: ignore[return-value]

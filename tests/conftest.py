@@ -1,0 +1,49 @@
+"""Shared fixtures: the real-data mirror, an isolated cache, tiny real corpora."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("NMT_DATA_MIRROR") or REPO.parent / "shared" / "data")
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The read-only data mirror (../shared/data). CI always has it."""
+    if not (SHARED_DATA / "SHA256SUMS").exists():
+        pytest.fail(f"data mirror not found at {SHARED_DATA}; set NMT_DATA_MIRROR")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own cache folder unless it asks for the session one."""
+    monkeypatch.setenv("NMT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+def read_gz(path: Path, limit: int | None = None) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        lines = [line.rstrip("\n") for line in f]
+    return lines[:limit] if limit else lines
+
+
+@pytest.fixture(scope="session")
+def tiny_parallel(shared_data, tmp_path_factory) -> dict[str, Path]:
+    """A few hundred real Multi30k pairs as plain files (train 400, val 50, test 50)."""
+    out = tmp_path_factory.mktemp("tiny_parallel")
+    m = shared_data / "multi30k"
+    files = {}
+    for split, src_name, n in [("train", "train", 400), ("valid", "val", 50), ("test", "test_2016_flickr", 50)]:
+        for side, lang in [("src", "en"), ("tgt", "fr")]:
+            path = out / f"{split}.{lang}"
+            path.write_text("\n".join(read_gz(m / f"{src_name}.{lang}.gz", n)) + "\n", encoding="utf-8")
+            files[f"{split}_{side}"] = path
+    return files
