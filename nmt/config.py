@@ -213,6 +213,27 @@ def conf_dir() -> Path:
     return path
 
 
+def check_known_keys(cfg: DictConfig) -> None:
+    """Refuse keys the schema does not know (also those added with ``+key=...``).
+
+    Raises:
+        ConfigError: naming the first unknown key.
+    """
+    from nmt.errors import ConfigError
+
+    schema = OmegaConf.to_container(OmegaConf.structured(Config))
+
+    def walk(node: Any, ref: dict, prefix: str) -> None:
+        for key in node:
+            path = f"{prefix}{key}"
+            if key not in ref:
+                raise ConfigError(f"unknown config key '{path}': check its spelling (see nmt/config.py)")
+            if isinstance(ref[key], dict) and OmegaConf.is_dict(node._get_node(key)):
+                walk(node[key], ref[key], path + ".")
+
+    walk(cfg, schema, "")
+
+
 def to_plain(cfg: DictConfig | Config) -> dict[str, Any]:
     """Resolved config as plain Python containers (for checkpoints and JSON)."""
     if not isinstance(cfg, DictConfig):

@@ -10,7 +10,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from nmt.config import conf_dir, register_configs
+from nmt.config import check_known_keys, conf_dir, register_configs
 from nmt.errors import NMTError
 
 
@@ -43,6 +43,7 @@ def hydra_app(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
 
         @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
         def _entry(cfg: DictConfig) -> Any:
+            run_guarded(check_known_keys, cfg)
             return run_guarded(task, cfg)
 
         return _entry()
