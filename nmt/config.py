@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -33,7 +33,7 @@ class DataConfig:
     tgt_lang: str = "fr"
     # A folder laid out like ../shared/data (multi30k/, tatoeba/, ...) that replaces the
     # download. The environment variable NMT_DATA_MIRROR is used when this is unset.
-    mirror: Optional[str] = None
+    mirror: str | None = None
     # Where downloads, tokenizers and encoded splits are cached (shared between runs).
     cache_dir: str = "${oc.env:NMT_CACHE_DIR,.nmt_cache}"
     # Cleaning of *training* pairs only (evaluation sets are never filtered or reordered).
@@ -41,21 +41,22 @@ class DataConfig:
     max_len_ratio: float = 3.0  # drop pairs whose piece-length ratio exceeds this
     on_bad_utf8: str = "error"  # error | replace
     # Keep only the first N training pairs after cleaning (low-resource curves, smoke tests).
-    train_limit: Optional[int] = None
+    train_limit: int | None = None
     # Evaluation split used for validation during training, and the test splits reported.
     valid_split: str = "val"
     test_splits: list[str] = field(default_factory=list)
     # Extra monolingual source-language text (used to pretrain word2vec/fastText vectors).
     use_mono: bool = False
     # data=local: two parallel files (or one TSV) per split, by path.
-    train_src: Optional[str] = None
-    train_tgt: Optional[str] = None
-    train_tsv: Optional[str] = None
-    valid_src: Optional[str] = None
-    valid_tgt: Optional[str] = None
-    valid_tsv: Optional[str] = None
-    test_src: Optional[str] = None
-    test_tgt: Optional[str] = None
+    train_src: str | None = None
+    train_tgt: str | None = None
+    train_tsv: str | None = None
+    valid_src: str | None = None
+    valid_tgt: str | None = None
+    valid_tsv: str | None = None
+    test_src: str | None = None
+    test_tgt: str | None = None
+    test_tsv: str | None = None
     # tatoeba_en_fr: sizes of the grouped held-out splits and the seed of the split.
     split_seed: int = 1234
     valid_size: int = 2000
@@ -102,7 +103,7 @@ class EmbeddingSideConfig:
     """How one side's embedding matrix starts."""
 
     init: str = "random"  # random | file | word2vec | fasttext
-    path: Optional[str] = None  # vectors file for init=file
+    path: str | None = None  # vectors file for init=file
     format: str = "glove"  # glove | word2vec_text | word2vec_bin | fasttext_vec | fasttext_bin
     freeze: bool = False
     lowercase_fallback: bool = True
@@ -227,7 +228,9 @@ def check_known_keys(cfg: DictConfig) -> None:
         for key in node:
             path = f"{prefix}{key}"
             if key not in ref:
-                raise ConfigError(f"unknown config key '{path}': check its spelling (see nmt/config.py)")
+                raise ConfigError(
+                    f"unknown config key '{path}': check its spelling (see nmt/config.py)"
+                )
             if isinstance(ref[key], dict) and OmegaConf.is_dict(node._get_node(key)):
                 walk(node[key], ref[key], path + ".")
 

@@ -12,7 +12,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("NMT_DATA_MIRROR") or REPO.parent / "shared" / "data")
 
-torch.set_num_threads(2)
+# Test tensors are tiny: a second thread only adds synchronisation, which stalls
+# badly when the other core is busy (CI machines are shared and noisy).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -41,9 +43,15 @@ def tiny_parallel(shared_data, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("tiny_parallel")
     m = shared_data / "multi30k"
     files = {}
-    for split, src_name, n in [("train", "train", 400), ("valid", "val", 50), ("test", "test_2016_flickr", 50)]:
+    for split, src_name, n in [
+        ("train", "train", 400),
+        ("valid", "val", 50),
+        ("test", "test_2016_flickr", 50),
+    ]:
         for side, lang in [("src", "en"), ("tgt", "fr")]:
             path = out / f"{split}.{lang}"
-            path.write_text("\n".join(read_gz(m / f"{src_name}.{lang}.gz", n)) + "\n", encoding="utf-8")
+            path.write_text(
+                "\n".join(read_gz(m / f"{src_name}.{lang}.gz", n)) + "\n", encoding="utf-8"
+            )
             files[f"{split}_{side}"] = path
     return files

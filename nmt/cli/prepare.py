@@ -1,0 +1,45 @@
+"""``nmt-prepare``: download (or take from the mirror), clean, tokenize and cache a corpus.
+
+    nmt-prepare data=multi30k_en_fr
+    nmt-prepare data=local data.train_src=train.en data.train_tgt=train.fr \\
+        data.valid_src=val.en data.valid_tgt=val.fr tokenizer.vocab_size=2000
+
+Prints a summary table and returns the number of training pairs kept (characters for
+the character corpus).
+"""
+
+from __future__ import annotations
+
+import time
+
+from omegaconf import DictConfig
+
+from nmt.cli.common import hydra_app
+from nmt.data.datasets import TEXT
+from nmt.data.prepare import prepare, prepare_text
+
+
+def prepare_main(cfg: DictConfig) -> int:
+    """Prepare the configured corpus and print its summary."""
+    start = time.perf_counter()
+    if cfg.data.name in TEXT:
+        text = prepare_text(cfg)
+        print(text.summary())
+        kept = len(text.train)
+    else:
+        data = prepare(cfg)
+        print(data.summary())
+        kept = len(data.splits["train"])
+        missing = [s for s in cfg.data.test_splits if s not in data.splits]
+        if missing:
+            print(
+                f"note: data.test_splits lists {', '.join(missing)}, which this corpus does not have"
+            )
+    print(f"prepared in {time.perf_counter() - start:.1f} s")
+    return kept
+
+
+main = hydra_app(prepare_main)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Verified, atomic downloads, and a local mirror folder that replaces the network.
+
+``fetch`` returns a path to a file whose SHA-256 matches the expected one, or raises
+:class:`~nmt.errors.DataError`. A download goes to a temporary file in the target folder,
+is hashed while it streams, fsync'ed, and only then renamed into place: a broken, partial or
+mismatching download never sits where a good file is expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from nmt.errors import DataError
+
+MIRROR_ENV = "NMT_DATA_MIRROR"
+CHUNK = 1 << 20
+TIMEOUT_S = 60.0
+RETRY_WAIT_S = 1.0
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_mirror(mirror: str | Path | None) -> Path | None:
+    """``mirror`` if given, else ``$NMT_DATA_MIRROR``; None when neither is set.
+
+    Raises:
+        DataError: the folder does not exist.
+    """
+    source = "data.mirror"
+    if not mirror:
+        mirror, source = os.environ.get(MIRROR_ENV) or None, MIRROR_ENV
+    if not mirror:
+        return None
+    path = Path(mirror).expanduser()
+    if not path.is_dir():
+        raise DataError(
+            f"data mirror folder {path} (from {source}) does not exist: point {source} at a "
+            "folder laid out like the data mirror (multi30k/, tatoeba/, tinyshakespeare/)"
+        )
+    return path
+
+
+def fetch(
+    relpath: str, url: str, sha256: str, cache_dir: str | Path, mirror: str | Path | None = None
+) -> Path:
+    """A verified local copy of ``url``.
+
+    Args:
+        relpath: path under the mirror and under ``<cache_dir>/downloads`` (``multi30k/val.en.gz``).
+        sha256: expected hex digest of the file.
+        mirror: folder replacing the network (default ``$NMT_DATA_MIRROR``); its files are
+            verified and read in place (never copied, never modified).
+    """
+    mirror_dir = resolve_mirror(mirror)
+    if mirror_dir is not None:
+        path = mirror_dir / relpath
+        if not path.is_file():
+            raise DataError(
+                f"data mirror {mirror_dir} has no {relpath}: copy the file there (from {url}) "
+                f"or unset data.mirror/{MIRROR_ENV} to download it"
+            )
+        got = sha256_file(path)
+        if got != sha256:
+            raise DataError(
+                f"mirror file {path} has SHA-256 {got[:12]}..., expected {sha256[:12]}...: "
+                "replace it with the published file"
+            )
+        return path
+
+    target = Path(cache_dir) / "downloads" / relpath
+    if target.is_file():
+        if sha256_file(target) == sha256:
+            return target
+        target.unlink()  # a stale or damaged copy is never trusted; download again
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _download(url, target, sha256, relpath)
+    except _Transient:
+        time.sleep(RETRY_WAIT_S)
+        try:
+            _download(url, target, sha256, relpath)
+        except _Transient as err:
+            raise DataError(
+                f"could not download {url} ({err}); set {MIRROR_ENV}=/path/to/mirror "
+                f"or data.mirror=... to a folder holding {relpath}"
+            ) from None
+    return target
+
+
+class _Transient(Exception):
+    """A network failure worth one retry."""
+
+
+def _download(url: str, target: Path, sha256: str, relpath: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+                    for block in iter(lambda: response.read(CHUNK), b""):
+                        digest.update(block)
+                        out.write(block)
+            except urllib.error.HTTPError as err:
+                if err.code >= 500 or err.code == 429:
+                    raise _Transient(f"HTTP {err.code}") from err
+                raise DataError(
+                    f"could not download {url} (HTTP {err.code} {err.reason}); set {MIRROR_ENV}"
+                    f"=/path/to/mirror or data.mirror=... to a folder holding {relpath}"
+                ) from None
+            except (
+                TimeoutError,
+                urllib.error.URLError,
+                ConnectionError,
+                http.client.HTTPException,
+            ) as err:
+                raise _Transient(str(getattr(err, "reason", err))) from err
+            out.flush()
+            os.fsync(out.fileno())
+        got = digest.hexdigest()
+        if got != sha256:
+            raise DataError(
+                f"download of {url} has SHA-256 {got[:12]}..., expected {sha256[:12]}...: the file "
+                f"changed upstream or the transfer was corrupted; use a mirror ({MIRROR_ENV})"
+            )
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # no-op after a successful rename
