@@ -1,0 +1,91 @@
+"""``nmt-score -r REF [-r REF2 ...] [HYP]``: sacreBLEU BLEU, chrF and TER with signatures.
+
+The hypotheses come from HYP or stdin (one detokenized line per sentence).
+``--moses-lowercase`` adds the lowercased, Moses-tokenized BLEU (``--lang``, default fr)
+that Multi30k papers report; ``--json`` prints one JSON object instead of text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nmt.errors import DataError
+from nmt.scoring import METRICS, format_scores, score
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="nmt-score", description=__doc__.split("\n\n")[0])
+    p.add_argument("hyp", nargs="?", help="hypothesis file (default: stdin)")
+    p.add_argument(
+        "-r", "--ref", action="append", required=True, help="reference file (repeatable)"
+    )
+    p.add_argument("-m", "--metrics", nargs="+", default=list(METRICS), choices=METRICS)
+    p.add_argument("--lowercase", action="store_true", help="case-insensitive BLEU")
+    p.add_argument("--tokenize", default=None, help="sacreBLEU BLEU tokenizer (default 13a)")
+    p.add_argument(
+        "--moses-lowercase",
+        action="store_true",
+        help="also report BLEU on lowercased, Moses-tokenized text (Multi30k papers' number)",
+    )
+    p.add_argument("--lang", default="fr", help="Moses tokenizer language (default: fr)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p.parse_args(argv)
+
+
+def read_text_lines(path: str | None, what: str) -> list[str]:
+    """Lines of a UTF-8 text file (or stdin when ``path`` is None), without newlines.
+
+    Raises:
+        DataError: the file is missing, unreadable, or not UTF-8 text.
+    """
+    try:
+        if path is None:
+            data = sys.stdin.buffer.read()
+            name = "stdin"
+        else:
+            data = Path(path).read_bytes()
+            name = path
+    except OSError as err:
+        raise DataError(f"cannot read {what} {path}: {err.strerror}") from None
+    if b"\x00" in data:
+        raise DataError(f"{what} {name} looks binary (NUL bytes): pass a UTF-8 text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{what} {name} is not UTF-8 text (line {line}): convert it to UTF-8"
+        ) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def run(args: argparse.Namespace) -> dict:
+    refs = [read_text_lines(r, "reference file") for r in args.ref]
+    hyps = read_text_lines(args.hyp, "hypothesis file")
+    scores = score(
+        hyps,
+        refs,
+        lowercase=args.lowercase,
+        tokenize=args.tokenize,
+        metrics=args.metrics,
+        moses_lc_tok=args.moses_lowercase,
+        lang=args.lang,
+    )
+    print(json.dumps(scores, indent=1) if args.json else format_scores(scores))
+    return scores
+
+
+def main(argv: list[str] | None = None) -> None:
+    from nmt.cli.common import run_guarded
+
+    run_guarded(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
