@@ -1,0 +1,205 @@
+"""Checkpoints: atomic writes, safe loads, RNG state, and loading a model for translation.
+
+A checkpoint is a plain dict (see docs/architecture.md) saved with ``torch.save`` and loaded
+with ``torch.load(weights_only=True)`` only, so a crafted file can never run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nmt.errors import NMTError
+
+FORMAT_VERSION = 1
+BEST, LAST = "best.pt", "last.pt"
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` atomically: a crash mid-write leaves the old file intact.
+
+    The bytes go to a temporary file in the same folder, are flushed and fsync'ed, and the
+    temporary file then replaces ``path`` in one ``os.replace``; the folder is fsync'ed so the
+    rename itself survives a power cut.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # Never leave half-written temporaries behind; the previous checkpoint is untouched.
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some platforms cannot open folders; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        NMTError: the file is missing, truncated/corrupt, holds objects other than plain data
+            (a pickle that would run code is refused before anything runs), or is not a
+            checkpoint of this toolkit.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NMTError(f"checkpoint {path} does not exist: check the path or the run folder")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pickle-protocol chatter from foreign files
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "GLOBAL" in str(err):
+            raise NMTError(
+                f"checkpoint {path} contains objects other than tensors and plain data and was "
+                "refused for safety: only load checkpoints written by nmt-train"
+            ) from None
+        raise NMTError(
+            f"checkpoint {path} is corrupt or not written by torch.save: use another checkpoint"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise NMTError(
+            f"checkpoint {path} is truncated or corrupt ({_short(err)}): use another checkpoint "
+            "(e.g. last.pt or best.pt of the same run)"
+        ) from None
+    if not isinstance(payload, dict) or "model" not in payload or "format_version" not in payload:
+        raise NMTError(f"{path} is not an nmt checkpoint (no 'model'/'format_version' entry)")
+    if payload["format_version"] > FORMAT_VERSION:
+        raise NMTError(
+            f"checkpoint {path} has format_version {payload['format_version']}, newer than this "
+            f"nmt ({FORMAT_VERSION}): upgrade nmt"
+        )
+    return payload
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:160] if text else type(err).__name__
+
+
+# --- RNG state ---------------------------------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy and torch (and CUDA) generator states as weights_only-safe data."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+        "numpy": {
+            "name": np_state[0],
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    npst = state["numpy"]
+    np.random.set_state(
+        (
+            npst["name"],
+            npst["keys"].numpy().astype(np.uint32),
+            npst["pos"],
+            npst["has_gauss"],
+            npst["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --- inference -------------------------------------------------------------------------------
+
+
+def resolve_checkpoint(run_dir_or_file: str | Path) -> Path:
+    """A checkpoint file, or a run folder's ``best.pt`` (else ``last.pt``)."""
+    path = Path(run_dir_or_file)
+    if path.is_dir():
+        for name in (BEST, LAST):
+            if (path / name).is_file():
+                return path / name
+        raise NMTError(f"run folder {path} has no {BEST} or {LAST}: train first or pass a .pt file")
+    return path
+
+
+def load_for_inference(run_dir_or_file: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild the trained model and its tokenizers from a checkpoint, ready to translate.
+
+    Returns:
+        ``(model, src_tok, tgt_tok, cfg)``: the model in eval mode on ``device``; for a
+        character LM both tokenizers are the character vocabulary.
+    """
+    from nmt.config import from_plain
+    from nmt.models.builder import build_model
+    from nmt.train.lm_task import vocab_size
+
+    path = resolve_checkpoint(run_dir_or_file)
+    payload = load_checkpoint(path, map_location="cpu")
+    cfg = from_plain(payload["config"])
+    src_tok = _tokenizer_from_state(payload.get("src_tokenizer"), path)
+    tgt_tok = _tokenizer_from_state(payload.get("tgt_tokenizer"), path)
+    model = build_model(cfg.model, vocab_size(src_tok), vocab_size(tgt_tok))
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as err:
+        raise NMTError(
+            f"checkpoint {path} does not match the model its config builds ({_short(err)})"
+        ) from None
+    model.to(device).eval()
+    return model, src_tok, tgt_tok, cfg
+
+
+def _tokenizer_from_state(state: dict[str, Any] | None, path: Path):
+    if state is None:
+        raise NMTError(f"checkpoint {path} has no tokenizer: it cannot be used for translation")
+    if state.get("kind") == "char_vocab":
+        from nmt.data.charvocab import CharVocab
+
+        return CharVocab.from_state_dict(state)
+    from nmt.data.tokenizer import Tokenizer
+
+    return Tokenizer.from_state_dict(state)

@@ -1,0 +1,144 @@
+"""Seeing training: metrics.jsonl, TensorBoard (when installed), a progress bar or log lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("nmt.train")
+
+METRICS_NAME = "metrics.jsonl"
+
+
+class MetricsWriter:
+    """Appends one JSON object per event to ``metrics.jsonl`` and mirrors scalars to
+    TensorBoard. Disabled (does nothing) on ranks other than 0."""
+
+    def __init__(self, out_dir: Path, enabled: bool = True, resume_step: int | None = None) -> None:
+        self.enabled = enabled
+        self.path = Path(out_dir) / METRICS_NAME
+        self.tb = None
+        if not enabled:
+            return
+        if resume_step is not None:
+            truncate_after(self.path, resume_step)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(log_dir=str(Path(out_dir) / "tensorboard"))
+        except Exception:  # tensorboard is an optional extra: skip silently
+            self.tb = None
+
+    def write(self, split: str, step: int, values: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"split": split, "step": step, "time": round(time.time(), 3), **values}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self.tb.add_scalar(f"{split}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+
+
+def truncate_after(path: Path, step: int) -> None:
+    """Drop records newer than ``step`` (a killed run logged past its last checkpoint)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except ValueError:
+            continue  # a line cut by the kill
+    path.write_text("".join(s + "\n" for s in kept), encoding="utf-8")
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not Path(path).exists():
+        return []
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+class Progress:
+    """A tqdm bar on a terminal, plain log lines (every ``log_every`` steps) otherwise."""
+
+    def __init__(self, total_steps: int, start_step: int, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total_steps or None, initial=start_step, unit="step", dynamic_ncols=True
+            )
+
+    def update(self, step: int, values: dict[str, Any]) -> None:
+        """Called at log intervals with the interval's averages."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.set_postfix(
+                loss=f"{values['loss']:.3f}",
+                lr=f"{values['lr']:.2e}",
+                tok_s=f"{values['tgt_tok_s']:.0f}",
+                refresh=False,
+            )
+            self.bar.refresh()
+            return
+        line = (
+            f"step {step} | epoch {values['epoch']} | loss {values['loss']:.4f} | "
+            f"ppl {values['ppl']:.2f} | lr {values['lr']:.2e} | "
+            f"tgt tok/s {values['tgt_tok_s']:.0f} | elapsed {format_seconds(values['elapsed'])}"
+        )
+        emit(line)
+
+    def message(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            emit(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def emit(text: str) -> None:
+    """A log line: through ``logging`` when Hydra configured it (train.log), else stderr."""
+    if logging.getLogger().handlers:
+        log.info(text)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def safe_exp(x: float) -> float:
+    return math.exp(x) if x < 100 else float("inf")

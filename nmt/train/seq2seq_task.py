@@ -1,0 +1,210 @@
+"""Translation as a training task: data, model, batches, loss and validation (BLEU/chrF)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from nmt.errors import ConfigError
+from nmt.train.distributed import DistInfo, all_reduce, barrier
+from nmt.train.loss import Seq2SeqObjective
+from nmt.train.metrics import emit
+
+METRICS = {"bleu": True, "chrf": True, "loss": False}  # name -> higher is better
+
+
+class Seq2SeqTask:
+    """Everything the generic :class:`~nmt.train.trainer.Trainer` needs for translation."""
+
+    def __init__(self, cfg: DictConfig, info: DistInfo, device: torch.device) -> None:
+        from nmt.data.batching import TokenBatchSampler
+        from nmt.data.prepare import prepare
+        from nmt.models.builder import build_model
+
+        tc = cfg.train
+        if tc.valid_metric not in METRICS:
+            raise ConfigError(
+                f"train.valid_metric={tc.valid_metric!r} is unknown: use bleu, chrf or loss"
+            )
+        self.cfg, self.info, self.device = cfg, info, device
+        self.metric_name = tc.valid_metric
+        self.higher_is_better = METRICS[tc.valid_metric]
+        # Rank 0 prepares (downloads, tokenizes, caches); the others then read the cache.
+        if info.is_main:
+            data = prepare(cfg)
+        barrier(info)
+        if not info.is_main:
+            data = prepare(cfg)
+        self.data = data
+        self.src_tok, self.tgt_tok = data.src_tok, data.tgt_tok
+        self.train_split = data.splits["train"]
+        valid_name = cfg.data.valid_split
+        if valid_name not in data.splits:
+            raise ConfigError(
+                f"data.valid_split={valid_name!r} is not among the prepared splits "
+                f"({', '.join(data.splits)}): set data.valid_split"
+            )
+        self.valid_split = data.splits[valid_name]
+        self.model = build_model(cfg.model, self.src_tok.vocab_size, self.tgt_tok.vocab_size)
+        self.coverage = self._pretrained_embeddings()
+        self.objective = Seq2SeqObjective(self.model, tc.label_smoothing)
+        self.sampler = TokenBatchSampler(
+            _lengths(self.train_split),
+            max_tokens=tc.max_tokens,
+            max_sentences=tc.max_sentences,
+            seed=tc.seed,
+            shuffle=True,
+            num_shards=info.world_size,
+            shard_id=info.rank,
+        )
+        self._valid_loss_batches = TokenBatchSampler(
+            _lengths(self.valid_split), max_tokens=tc.max_tokens, shuffle=False
+        )
+
+    def _pretrained_embeddings(self) -> dict | None:
+        emb = self.cfg.embeddings
+        if all(s.init == "random" and not s.freeze for s in (emb.src, emb.tgt)):
+            return None
+        from nmt.models.embeddings import apply_pretrained
+
+        report = apply_pretrained(
+            self.model,
+            emb,
+            self.src_tok,
+            self.tgt_tok,
+            self.data.train_text,
+            self.cfg.data.cache_dir,
+        )
+        emit(f"pretrained embeddings: {report}")
+        return report
+
+    def describe(self) -> str:
+        n_params = sum(p.numel() for p in self.model.parameters())
+        n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        summary = self.data.summary() if hasattr(self.data, "summary") else ""
+        return (
+            f"{summary}\nmodel: {self.cfg.model.cell} {self.cfg.model.attention} | "
+            f"{n_params:,} parameters ({n_train:,} trainable) | "
+            f"{self.batches_per_epoch()} batches/epoch on this rank"
+        )
+
+    # --- batches -------------------------------------------------------------------------
+    def batches_per_epoch(self) -> int:
+        return len(self.sampler)
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This rank's batches (lists of example indices) of ``epoch``, in order."""
+        self.sampler.set_epoch(epoch)
+        batches = [list(b) for b in self.sampler.batches()]
+        if self.info.enabled:
+            # DDP needs the same number of steps on every rank.
+            dev = self.device if self.device.type == "cuda" else torch.device("cpu")
+            n = torch.tensor([float(len(batches))], device=dev)
+            batches = batches[: int(all_reduce(n, self.info, "min").item())]
+        return batches
+
+    def start_epoch(self) -> None:
+        pass
+
+    def n_tokens(self, indices: list[int]) -> int:
+        return sum(len(self.train_split.tgt[i]) + 1 for i in indices)  # y + EOS
+
+    def forward(self, objective, indices: list[int]):
+        from nmt.data.batching import collate
+
+        batch = collate(self.train_split, indices)
+        if self.device.type == "cuda":  # pinned host memory lets the copy run asynchronously
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        return objective(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out)
+
+    # --- validation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self, model) -> dict[str, Any]:
+        """Validation NLL/perplexity (teacher forcing) and BLEU/chrF of decoded output."""
+        from nmt.data.batching import collate
+
+        model.eval()
+        try:
+            objective = Seq2SeqObjective(model, 0.0)
+            nll, tokens = 0.0, 0
+            for indices in self._valid_loss_batches:
+                batch = collate(self.valid_split, list(indices)).to(self.device)
+                _, nll_sum = objective(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out)
+                nll += float(nll_sum)
+                tokens += int(batch.n_tgt_tokens)
+            loss = nll / max(tokens, 1)
+            result: dict[str, Any] = {"loss": loss, "ppl": math.exp(min(loss, 100.0))}
+            result.update(self._bleu(model))
+        finally:
+            model.train()
+        return result
+
+    def _bleu(self, model) -> dict[str, Any]:
+        from nmt.scoring import score
+        from nmt.search.translator import Translator
+
+        n = self.cfg.train.valid_max_sentences or len(self.valid_split.src_text)
+        sources = list(self.valid_split.src_text[:n])
+        refs = list(self.valid_split.tgt_text[:n])
+        translator = Translator(
+            model,
+            self.src_tok,
+            self.tgt_tok,
+            self.valid_decode_cfg(),
+            self.device,
+            warn=lambda m: None,
+        )
+        hyps = translator.translate(sources)
+        scores = score(hyps, [refs], metrics=("bleu", "chrf"))
+        return {"bleu": _value(scores, "bleu"), "chrf": _value(scores, "chrf"), "n_sentences": n}
+
+    def valid_decode_cfg(self):
+        """The decode config of validation: greedy, or beam with ``train.valid_beam_size``."""
+        dec = copy.deepcopy(self.cfg.decode)
+        beam = self.cfg.train.valid_beam_size
+        dec.method = "greedy" if beam <= 1 else "beam"
+        dec.beam_size = max(1, beam)
+        dec.n_best = 1
+        return dec
+
+    # --- checkpoint pieces ---------------------------------------------------------------
+    def tokenizer_payload(self) -> dict[str, Any]:
+        return {
+            "src_tokenizer": self.src_tok.state_dict(),
+            "tgt_tokenizer": self.tgt_tok.state_dict(),
+        }
+
+    def sampler_state(self, position: int) -> dict:
+        self.sampler.position = position  # the trainer walks the epoch's batch list itself
+        return self.sampler.state_dict()
+
+    def load_sampler_state(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict | None, device: torch.device) -> None:
+        pass
+
+    def finish(self, out) -> list[str]:
+        return []
+
+
+def _lengths(split) -> list[tuple[int, int]]:
+    """``(src_len, tgt_len)`` per example (the sampler's cost is ``max(src, tgt + 1)``)."""
+    return [(len(s), len(t)) for s, t in zip(split.src, split.tgt)]
+
+
+def _value(scores: Any, name: str) -> float:
+    """Read one metric from whatever ``nmt.scoring.score`` returns (a dict or objects)."""
+    item = scores[name] if isinstance(scores, dict) else getattr(scores, name)
+    if isinstance(item, (int, float)):
+        return float(item)
+    if isinstance(item, dict):
+        return float(item.get("score", item.get("value")))
+    return float(item.score)
