@@ -40,5 +40,17 @@ prepare: install ## Download (or take from the mirror) and tokenize Multi30k
 quickstart: install ## Prepare, train (~10 min on 2 cores), translate and score Multi30k
 	bash recipes/quickstart/run.sh
 
+multi30k: install ## Recipe multi30k_en_fr: 90 min of training on 2 cores, 3 test sets scored
+	EXAMPLES=3 bash recipes/run.sh multi30k_en_fr
+
+tatoeba: install ## Recipe tatoeba_en_fr: grouped split, BLEU/chrF on its test split
+	EXAMPLES=3 bash recipes/run.sh tatoeba_en_fr
+
+shakespeare: install ## Recipe shakespeare_char: char-RNN language model, then generated text
+	bash recipes/shakespeare_char/run.sh
+
+bench: install ## Speed benchmark of the reference model (writes bench.json; BENCH_ARGS=--quick)
+	$(BIN)/nmt-bench --out bench.json $(BENCH_ARGS)
+
 clean: ## Remove run folders and caches (keeps .venv)
 	rm -rf runs multirun outputs .nmt_cache bench.json .pytest_cache

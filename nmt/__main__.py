@@ -11,6 +11,8 @@ COMMANDS = {
     "train": "nmt.cli.train",
     "translate": "nmt.cli.translate",
     "score": "nmt.cli.score",
+    "evaluate": "nmt.cli.evaluate",
+    "generate": "nmt.cli.generate",
     "average": "nmt.cli.average",
     "bench": "nmt.cli.bench",
 }

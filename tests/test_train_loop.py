@@ -219,18 +219,18 @@ def test_lock_refuses_a_second_run(tiny_parallel, tmp_path):
 def test_nan_loss_stops_naming_the_step(tiny_parallel, tmp_path, monkeypatch):
     from nmt.train import loss as loss_mod
 
-    real = loss_mod.token_cross_entropy
+    real = loss_mod.linear_cross_entropy
     calls = {"n": 0}
 
-    def poisoned(logits, targets, label_smoothing=0.0):
-        loss, nll = real(logits, targets, label_smoothing)
-        if logits.requires_grad:
+    def poisoned(x, weight, bias, targets, label_smoothing=0.0):
+        loss, nll = real(x, weight, bias, targets, label_smoothing)
+        if x.requires_grad:
             calls["n"] += 1
             if calls["n"] == 3:
                 return loss * float("nan"), nll
         return loss, nll
 
-    monkeypatch.setattr(loss_mod, "token_cross_entropy", poisoned)
+    monkeypatch.setattr(loss_mod, "linear_cross_entropy", poisoned)
     cfg = make_cfg(tiny_parallel, "train.max_steps=10", "train.valid_every=2")
     with pytest.raises(NMTError, match="NaN/inf at step 3"):
         train(cfg, out_dir=tmp_path)

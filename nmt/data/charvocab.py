@@ -10,6 +10,7 @@ import torch
 from nmt.config import PAD_ID, UNK_ID
 
 SPECIALS = ["<pad>", "<unk>"]
+NOT_TEXT = (PAD_ID, UNK_ID)  # ids a sampler must never produce
 
 
 class CharVocab:

@@ -128,6 +128,12 @@ class Decoder(nn.Module):
 
     def logits(self, feats: Tensor) -> Tensor:
         """``(..., hidden)`` -> ``(..., vocab)``."""
+        x, weight, bias = self.output_projection(feats)
+        return torch.nn.functional.linear(x, weight, bias)
+
+    def output_projection(self, feats: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The output layer as ``(x, weight, bias)`` with ``logits = x @ weight.T + bias``
+        (``x (..., emb_dim or hidden)``, ``weight (vocab, same)``), for fused losses."""
         if self.pre_output is not None:
             feats = self.pre_output(feats)
-        return self.out(feats)
+        return feats, self.out.weight, self.out.bias

@@ -94,6 +94,10 @@ class Seq2Seq(nn.Module):
     def logits(self, hidden: Tensor) -> Tensor:
         return self.decoder.logits(hidden)
 
+    def output_projection(self, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(x, weight, bias)`` with ``logits = x @ weight.T + bias`` (for fused losses)."""
+        return self.decoder.output_projection(hidden)
+
     def log_probs(self, hidden: Tensor) -> Tensor:
         return torch.log_softmax(self.decoder.logits(hidden), dim=-1)
 

@@ -16,13 +16,15 @@ def sample_lm(
     temperature: float = 1.0,
     top_k: int = 0,
     generator: torch.Generator | None = None,
+    banned_ids: tuple[int, ...] = (),
 ) -> list[int]:
     """Continue ``prompt_ids`` by ``length`` sampled ids (the prompt is not repeated).
 
     The prompt is read in one ``forward`` call; each new id then costs one ``step``.
     ``temperature`` divides the log-probabilities (``0`` = always the most probable id);
     ``top_k > 0`` samples among the k most probable ids only. Pass a seeded ``generator``
-    (on the model's device) for reproducible samples.
+    (on the model's device) for reproducible samples. ``banned_ids`` (for a
+    :class:`CharVocab`: padding and unknown) are never produced.
     """
     if not prompt_ids:
         raise NMTError("sampling from the language model needs a prompt of at least one symbol")
@@ -34,6 +36,9 @@ def sample_lm(
     scores = log_probs[:, -1]  # (1, V): the distribution of the first new id
     out: list[int] = []
     for _ in range(length):
+        if banned_ids:
+            scores = scores.clone()
+            scores[:, list(banned_ids)] = float("-inf")
         token = _pick(scores, temperature, top_k, generator)
         out.append(int(token))
         scores, state = model.step(token.view(1), state)

@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
+from nmt.data.charvocab import NOT_TEXT
 from nmt.train.distributed import DistInfo, barrier
 from nmt.train.loss import LMObjective
 
@@ -151,7 +152,9 @@ class LMTask:
         generator = torch.Generator(device=self.device).manual_seed(dec.seed)
         self.model.eval()
         try:
-            ids = sample_lm(self.model, prompt, n_chars, dec.temperature, dec.top_k, generator)
+            ids = sample_lm(
+                self.model, prompt, n_chars, dec.temperature, dec.top_k, generator, NOT_TEXT
+            )
         finally:
             self.model.train()
         return self.vocab.decode(ids)

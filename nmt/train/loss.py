@@ -37,10 +37,10 @@ class Seq2SeqObjective(nn.Module):
         """
         hidden, _ = self.model.features(src, src_lengths, tgt_in)  # (B, T, H)
         mask = tgt_out != PAD_ID
-        # Project only real tokens: padding can be a third of a batch and the output layer
-        # (hidden x vocab) is the most expensive matmul of the step.
-        logits = self.model.logits(hidden[mask])  # (N, V)
-        return token_cross_entropy(logits, tgt_out[mask], self.label_smoothing)
+        # Only real tokens reach the output layer: padding can be a third of a batch and
+        # the output layer (hidden x vocab) is the most expensive part of the step.
+        x, weight, bias = self.model.output_projection(hidden[mask])  # (N, H'), (V, H')
+        return linear_cross_entropy(x, weight, bias, tgt_out[mask], self.label_smoothing)
 
 
 class LMObjective(nn.Module):
@@ -66,19 +66,106 @@ class LMObjective(nn.Module):
         return loss, nll.detach(), state
 
 
-def token_cross_entropy(
-    logits: Tensor, targets: Tensor, label_smoothing: float = 0.0
+def linear_cross_entropy(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    targets: Tensor,
+    label_smoothing: float = 0.0,
+    chunk_elements: int = 1 << 21,
 ) -> tuple[Tensor, Tensor]:
-    """Summed (label-smoothed) cross-entropy and summed plain NLL of ``(N, V)`` logits.
+    """Summed label-smoothed cross-entropy and summed plain NLL of ``x @ weight.T + bias``.
+
+    Args:
+        x: ``(N, H)`` features of the real (non-pad) target positions.
+        weight: ``(V, H)`` output matrix; ``bias``: ``(V,)`` or None.
+        targets: ``(N,)`` gold ids.
 
     Label smoothing follows ``F.cross_entropy``: the target distribution is
-    ``(1 - eps) * one_hot + eps / V``.
+    ``(1 - eps) * one_hot + eps / V``. The ``(N, V)`` logits are never materialised:
+    rows go through the output layer in chunks of about ``chunk_elements`` logits that
+    stay in cache, and the gradient of each chunk (``softmax - target``) is formed in
+    place right away (see :class:`_LinearCrossEntropy`). On 2 CPU cores a whole training
+    step of the reference model ran 1.1-1.2x faster than with ``F.cross_entropy`` on
+    materialised logits (A/B in one process, medians of 10 steps).
     """
-    logits = logits.float()  # the softmax in fp32 even under autocast
-    loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing, reduction="sum")
-    if label_smoothing > 0:
-        with torch.no_grad():
-            nll = F.cross_entropy(logits, targets, reduction="sum")
-    else:
-        nll = loss.detach()
+    chunk = max(1, chunk_elements // weight.size(0))
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return _LinearCrossEntropy.apply(x, weight, bias, targets, label_smoothing, chunk)
+    loss, nll, _ = _chunked_loss(x, weight, bias, targets, label_smoothing, chunk, None)
     return loss, nll
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Output layer + label-smoothed cross-entropy whose gradients are computed in the
+    forward pass (the loss is a scalar at the end of the graph, so ``backward`` only
+    scales them by the incoming gradient)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, targets, eps, chunk):  # noqa: D102
+        want = ctx.needs_input_grad[:3]
+        dtype = _compute_dtype(x)
+        grads = (
+            torch.zeros_like(x, dtype=dtype) if want[0] else None,
+            torch.zeros_like(weight, dtype=dtype) if want[1] else None,
+            torch.zeros_like(bias, dtype=dtype) if bias is not None and want[2] else None,
+        )
+        loss, nll, grads = _chunked_loss(x, weight, bias, targets, eps, chunk, grads)
+        ctx.save_for_backward(*[g if g is not None else torch.empty(0) for g in grads])
+        ctx.present = [g is not None for g in grads]
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
+        ctx.mark_non_differentiable(nll)
+        return loss, nll
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_nll):  # noqa: D102
+        out = []
+        for g, present, dtype in zip(ctx.saved_tensors, ctx.present, ctx.dtypes):
+            out.append((g * grad_loss).to(dtype) if present else None)
+        return (*out, None, None, None)
+
+
+def _chunked_loss(x, weight, bias, targets, eps, chunk, grads):
+    """Loss sums over row chunks; accumulates ``grads`` (x, weight, bias) when given.
+
+    Autocast is off inside: the softmax and the gradients are formed in fp32 (on GPU the
+    fp32 matmuls run on TF32 tensor cores where enabled).
+    """
+    vocab, dtype = weight.size(0), _compute_dtype(x)
+    loss = x.new_zeros((), dtype=dtype)
+    nll = x.new_zeros((), dtype=dtype)
+    w = weight.to(dtype)
+    b = None if bias is None else bias.to(dtype)
+    with torch.autocast(device_type=x.device.type, enabled=False), torch.no_grad():
+        for start in range(0, x.size(0), chunk):
+            xs = x[start : start + chunk].to(dtype)
+            ys = targets[start : start + chunk].unsqueeze(1)
+            z = xs @ w.t() if b is None else torch.addmm(b, xs, w.t())  # (n, V)
+            lse = torch.logsumexp(z, dim=1, keepdim=True)  # (n, 1)
+            gold_nll = lse.squeeze(1) - z.gather(1, ys).squeeze(1)
+            nll += gold_nll.sum()
+            if eps > 0:
+                smooth = lse.squeeze(1) - z.mean(dim=1)  # -mean_v log p_v
+                loss += ((1.0 - eps) * gold_nll + eps * smooth).sum()
+            else:
+                loss += gold_nll.sum()
+            if grads is None:
+                continue
+            # d loss / d z = softmax(z) - (1 - eps) * one_hot - eps / V, formed in place.
+            g = z.sub_(lse).exp_()
+            if eps > 0:
+                g.sub_(eps / vocab)
+            g.scatter_add_(1, ys, g.new_full(ys.shape, -(1.0 - eps)))
+            gx, gw, gb = grads
+            if gx is not None:
+                gx[start : start + chunk] = g @ w
+            if gw is not None:
+                gw.addmm_(g.t(), xs)
+            if gb is not None:
+                gb += g.sum(dim=0)
+    return loss, nll, grads
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """fp32 for fp32/bf16/fp16 features, fp64 stays fp64 (gradient checks)."""
+    return torch.promote_types(x.dtype, torch.float32)

@@ -1,0 +1,340 @@
+"""Speed benchmark of the reference RNN (the shape of ``shared/peers-bench``).
+
+Each phase runs in its own child process, so its peak RSS is its own:
+
+1. ``matmul``: this machine's fp32 matrix-multiply peak (GFLOP/s), measured now.
+2. ``train``: the reference model (joint unigram 8k, per-side vocabularies, embeddings
+   256, 1-layer bi-GRU encoder 2x128, GRU decoder 256, Bahdanau attention, dropout 0.2,
+   Adam 1e-3, no label smoothing, ~2,000 non-pad target tokens per update), input feeding
+   off and on: median target tokens/s and ms per :meth:`Trainer.train_step` after warm-up,
+   model FLOPs per target token (from the architecture) and the fraction of the peak.
+3. ``decode``: a *trained* model (trained here for a fixed budget with ``nmt-train``, or
+   ``--checkpoint``) translates Multi30k test_2016_flickr greedily and with beam 5
+   (GNMT alpha 1.0, at most 100 pieces): sentences/s, output tokens/s, BLEU.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+REFERENCE = [
+    "data=multi30k_en_fr",
+    "tokenizer.restrict_vocab=true",
+    "model.cell=gru",
+    "model.attention=bahdanau",
+    "model.layers=1",
+    "model.bidirectional=true",
+    "model.emb_dim=256",
+    "model.hidden_dim=256",
+    "model.dropout=0.2",
+    "train.label_smoothing=0.0",
+    "train.lr=0.001",
+    "train.schedule=constant",
+    "train.clip_norm=5.0",
+]
+TARGET_TOKENS_PER_UPDATE = 2000
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from nmt.config import conf_dir, register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- 1. matmul peak --------------------------------------------------------------------
+def matmul_peak(threads: int, size: int = 2048, reps: int = 7) -> dict[str, Any]:
+    """Median GFLOP/s of a ``size x size`` fp32 matmul (the roofline reference)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return {"gflops": round(2 * size**3 / statistics.median(times) / 1e9, 1), "size": size}
+
+
+# --- 2. training speed -----------------------------------------------------------------
+def flops_per_target_token(
+    model_cfg, src_vocab: int, tgt_vocab: int, src_per_tgt: float, src_len: float
+) -> float:
+    """Training FLOPs per target token: 3 x (2 x forward multiply-adds).
+
+    Counts the matmuls (embedding lookups, activations and the softmax are not FLOP-bound):
+    encoder per source token (scaled by source/target length), decoder RNN, attention
+    (query/keys projections, scores and context over ``src_len`` positions), the
+    attentional layer and the output projection.
+    """
+    E, H, L = model_cfg.emb_dim, model_cfg.hidden_dim, model_cfg.layers
+    gates = {"gru": 3, "lstm": 4, "rnn": 1}[model_cfg.cell]
+    dirs = 2 if model_cfg.bidirectional else 1
+    h = H // dirs
+    enc = 0.0
+    for layer in range(L):
+        inp = E if layer == 0 else H
+        enc += dirs * gates * (inp * h + h * h)
+    dec_in = E + (H if model_cfg.input_feeding and model_cfg.attention != "none" else 0)
+    dec = sum(gates * ((dec_in if i == 0 else H) * H + H * H) for i in range(L))
+    att = 0.0
+    if model_cfg.attention != "none":
+        if model_cfg.attention == "bahdanau":
+            att = H * H + src_per_tgt * H * H + src_len * H + src_len * H  # q, keys, v, ctx
+        else:
+            att = H * H + 2 * src_len * H
+        att += 2 * H * H  # attentional vector tanh(W[h; c])
+    out = H * tgt_vocab
+    forward_macs = src_per_tgt * enc + dec + att + out
+    return 3 * 2 * forward_macs
+
+
+def train_speed(overrides: list[str], threads: int, warmup: int, steps: int) -> dict[str, Any]:
+    """Time ``Trainer.train_step`` on the real batches of the first epoch."""
+    import tempfile
+
+    import torch
+
+    from nmt.train.distributed import DistInfo
+    from nmt.train.runfolder import StopSignal
+    from nmt.train.seq2seq_task import Seq2SeqTask
+    from nmt.train.trainer import Trainer
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cfg = compose(overrides)
+    task = Seq2SeqTask(cfg, DistInfo(), torch.device("cpu"))
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, task, Path(tmp), DistInfo(), torch.device("cpu"), StopSignal())
+        batches = task.epoch_batches(0)
+        times, tokens = [], []
+        for i, batch in enumerate(batches[: warmup + steps]):
+            n = task.n_tokens(batch)
+            t = time.perf_counter()
+            trainer.train_step([batch])
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
+                tokens.append(n)
+    split = task.train_split
+    src_tokens = sum(len(x) for x in split.src)
+    tgt_tokens = sum(len(y) + 1 for y in split.tgt)
+    flops = flops_per_target_token(
+        cfg.model,
+        task.src_tok.vocab_size,
+        task.tgt_tok.vocab_size,
+        src_tokens / tgt_tokens,
+        src_tokens / len(split),
+    )
+    rates = [n / t for n, t in zip(tokens, times)]
+    return {
+        "input_feeding": bool(cfg.model.input_feeding),
+        "params": sum(p.numel() for p in task.model.parameters()),
+        "vocab": [task.src_tok.vocab_size, task.tgt_tok.vocab_size],
+        "max_tokens": int(cfg.train.max_tokens),
+        "tgt_tokens_per_update": round(statistics.mean(tokens)),
+        "timed_steps": len(times),
+        "tgt_tok_s": round(statistics.median(rates)),
+        "ms_per_step": round(1000 * statistics.median(times), 1),
+        "flops_per_tgt_token": round(flops),
+        "peak_rss_mib": round(peak_rss_mib()),
+    }
+
+
+def calibrate_max_tokens(overrides: list[str], target: int = TARGET_TOKENS_PER_UPDATE) -> int:
+    """The ``train.max_tokens`` (which counts padding) giving ~``target`` real target
+    tokens per update with our length-sorted batches."""
+    from nmt.data.batching import TokenBatchSampler
+    from nmt.data.prepare import prepare
+    from nmt.train.seq2seq_task import _lengths
+
+    cfg = compose(overrides)
+    split = prepare(cfg).splits["train"]
+    lengths = _lengths(split)
+    tgt = [len(y) + 1 for y in split.tgt]
+    guess = target
+    for _ in range(3):
+        batches = list(TokenBatchSampler(lengths, max_tokens=guess, seed=0).batches())
+        mean = statistics.mean(sum(tgt[i] for i in b) for b in batches)
+        guess = max(1, round(guess * target / mean))
+    return guess
+
+
+# --- 3. decoding speed -----------------------------------------------------------------
+def train_decode_model(overrides: list[str], out: Path, minutes: float, threads: int) -> dict:
+    from nmt.train.trainer import train
+
+    start = time.perf_counter()
+    best = train(
+        compose(
+            [
+                *overrides,
+                f"train.max_minutes={minutes}",
+                f"train.threads={threads}",
+                "train.max_epochs=0",
+            ]
+        ),
+        out_dir=out,
+    )
+    return {
+        "trained_minutes": minutes,
+        "valid_bleu_greedy": round(best, 2),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def decode_speed(checkpoint: str, method: str, threads: int, limit: int) -> dict[str, Any]:
+    import torch
+
+    from nmt.config import DecodeConfig
+    from nmt.data.prepare import prepare
+    from nmt.scoring import score
+    from nmt.search.translator import Translator
+    from nmt.train.checkpoint import load_for_inference
+
+    torch.set_num_threads(threads)
+    model, src_tok, tgt_tok, cfg = load_for_inference(checkpoint)
+    split = prepare(cfg).splits["test_2016_flickr"]
+    sources, refs = list(split.src_text[:limit]), list(split.tgt_text[:limit])
+    beam = 5 if method == "beam5" else 1
+    decode = DecodeConfig(
+        method="beam" if beam > 1 else "greedy",
+        beam_size=beam,
+        length_penalty=1.0,
+        max_len_a=0.0,
+        max_len_b=100,
+    )
+    translator = Translator(model, src_tok, tgt_tok, decode)
+    with torch.inference_mode():
+        translator.translate(sources[:16])  # warm-up
+        start = time.perf_counter()
+        results = translator.translate_nbest(sources)
+        seconds = time.perf_counter() - start
+    hyps = [r[0].text if r else "" for r in results]
+    out_tokens = sum(len(r[0].tokens) for r in results if r)
+    scores = score(hyps, [refs], metrics=("bleu", "chrf"))
+    return {
+        "method": method,
+        "sentences": len(sources),
+        "sent_s": round(len(sources) / seconds, 1),
+        "out_tok_s": round(out_tokens / seconds),
+        "seconds": round(seconds, 2),
+        "bleu": scores["bleu"],
+        "chrf": scores["chrf"],
+        "bleu_signature": scores["bleu_signature"],
+        "peak_rss_mib": round(peak_rss_mib()),
+    }
+
+
+def in_child(fn, *args):
+    """Run ``fn(*args)`` in a fresh process (its own peak RSS); return its result."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+def run_bench(
+    quick: bool,
+    threads: int,
+    checkpoint: str | None,
+    train_minutes: float | None,
+    work: Path,
+    log=print,
+) -> dict[str, Any]:
+    """All phases; returns the JSON-ready result."""
+    import platform
+
+    import torch
+
+    started = time.time()
+    result: dict[str, Any] = {
+        "mode": "quick" if quick else "full",
+        "threads": threads,
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()}, {mp.cpu_count()} cores",
+    }
+    log("matmul peak ...")
+    result["matmul"] = in_child(matmul_peak, threads)
+    peak = result["matmul"]["gflops"]
+    log(f"  {peak} GFLOP/s")
+    max_tokens = in_child(calibrate_max_tokens, REFERENCE)
+    base = [*REFERENCE, f"train.max_tokens={max_tokens}"]
+    warmup, steps = (5, 15) if quick else (10, 60)
+    result["train"] = []
+    for feeding in (False, True):
+        log(f"train speed, input feeding {'on' if feeding else 'off'} ...")
+        row = in_child(
+            train_speed, [*base, f"model.input_feeding={feeding}"], threads, warmup, steps
+        )
+        row["achieved_gflops"] = round(row["tgt_tok_s"] * row["flops_per_tgt_token"] / 1e9, 1)
+        row["fraction_of_peak"] = round(row["achieved_gflops"] / peak, 3)
+        row["roofline_tgt_tok_s"] = round(peak * 1e9 / row["flops_per_tgt_token"])
+        result["train"].append(row)
+        log(f"  {row['tgt_tok_s']} tgt tok/s, {row['ms_per_step']} ms/step")
+    if checkpoint:
+        result["decode_model"] = {"checkpoint": checkpoint, "trained_here": False}
+    else:
+        minutes = train_minutes if train_minutes is not None else (0.75 if quick else 6.0)
+        log(f"training the decode model for {minutes} min ...")
+        out = work / "decode_model"
+        info = in_child(train_decode_model, base, out, minutes, threads)
+        result["decode_model"] = {"checkpoint": str(out), "trained_here": True, **info}
+        checkpoint = str(out)
+    result["decode"] = []
+    limit = 500 if quick else 1000
+    for method in ("greedy", "beam5"):
+        log(f"decode {method} ...")
+        row = in_child(decode_speed, checkpoint, method, threads, limit)
+        result["decode"].append(row)
+        log(f"  {row['sent_s']} sent/s, BLEU {row['bleu']}")
+    result["wall_seconds"] = round(time.time() - started, 1)
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"nmt bench ({result['mode']}, {result['threads']} threads, torch {result['torch']}, "
+        f"matmul peak {result['matmul']['gflops']} GFLOP/s)",
+        "| train | tgt tok/update | tgt tok/s | ms/step | GFLOP/tok | % of peak | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["train"]:
+        lines.append(
+            f"| input feeding {'on' if r['input_feeding'] else 'off'} | "
+            f"{r['tgt_tokens_per_update']} | {r['tgt_tok_s']} | {r['ms_per_step']} | "
+            f"{r['flops_per_tgt_token'] / 1e9:.4f} | {100 * r['fraction_of_peak']:.1f} | "
+            f"{r['peak_rss_mib']} |"
+        )
+    dm = result["decode_model"]
+    trained = (
+        f"trained here for {dm['trained_minutes']} min (input feeding off)"
+        if dm["trained_here"]
+        else f"loaded from {dm['checkpoint']}"
+    )
+    lines += [
+        "",
+        f"decode test_2016_flickr, model {trained}",
+        "| search | sentences | sent/s | out tok/s | BLEU | chrF | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["decode"]:
+        lines.append(
+            f"| {r['method']} | {r['sentences']} | {r['sent_s']} | {r['out_tok_s']} | "
+            f"{r['bleu']} | {r['chrf']} | {r['peak_rss_mib']} |"
+        )
+    return "\n".join(lines)

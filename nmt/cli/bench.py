@@ -1,0 +1,50 @@
+"""``nmt-bench``: training and decoding speed of the reference RNN on this machine.
+
+    nmt-bench                     # full: ~12 minutes on 2 cores, writes bench.json
+    nmt-bench --quick             # under 3 minutes (short timings, a barely trained model)
+    nmt-bench --checkpoint runs/quickstart/<run>   # decode speed of a model you trained
+
+See :mod:`nmt.bench` for what each number means. Quote medians and ratios measured in
+the same run: these machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="nmt-bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="finish in under 3 minutes")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    p.add_argument("--checkpoint", help="decode with this trained run/checkpoint")
+    p.add_argument("--train-minutes", type=float, help="training budget of the decode model")
+    p.add_argument("--out", default="bench.json", help="JSON output (default bench.json)")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from nmt.bench import format_table, run_bench
+
+    with tempfile.TemporaryDirectory(prefix="nmt-bench-") as work:
+        result = run_bench(
+            args.quick, args.threads, args.checkpoint, args.train_minutes, Path(work)
+        )
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(format_table(result))
+    print(f"wrote {args.out} ({result['wall_seconds']} s)")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    from nmt.cli.common import run_guarded
+
+    run_guarded(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

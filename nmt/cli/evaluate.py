@@ -1,0 +1,126 @@
+"""``nmt-evaluate``: translate a run's test sets with beam search and score them.
+
+    nmt-evaluate runs/quickstart                       # every data.test_splits of the run
+    nmt-evaluate runs/x --splits test_2016_flickr --beam 12 --length-penalty 1.0
+    nmt-evaluate runs/x --greedy --examples 3 --json
+
+The test sets come from the run's own data config (the prepared cache, or a fresh
+prepare from the mirror/download), their raw text is translated by the same
+:class:`~nmt.search.translator.Translator` as ``nmt-translate``, and scored by
+:func:`nmt.scoring.score`: cased detokenized sacreBLEU and chrF (what to report) plus
+lowercased Moses-tokenized BLEU (``--no-lc-tok`` to skip), the variant the Multi30k
+literature publishes. Writes ``RUN/eval/<split>.{src,ref,hyp}`` and
+``RUN/eval/results.json``; returns the first split's BLEU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from nmt.errors import NMTError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="nmt-evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("run", help="a run folder (best.pt, else last.pt) or a .pt file")
+    p.add_argument("--splits", nargs="+", help="test splits (default: the run's data.test_splits)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--beam", type=int, help="beam size (default: the run's decode config)")
+    mode.add_argument("--greedy", action="store_true", help="greedy search")
+    p.add_argument("--length-penalty", type=float, help="GNMT alpha (0 = raw log-probability)")
+    p.add_argument("--examples", type=int, default=0, help="print N example translations")
+    p.add_argument("--out", help="folder for hypotheses and results.json (default: RUN/eval)")
+    p.add_argument("--no-lc-tok", action="store_true", help="skip lowercased Moses-tok BLEU")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    return p.parse_args(argv)
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    """Translate and score every split; returns ``{split: scores}``."""
+    from dataclasses import asdict, replace
+
+    from nmt.cli.translate import load_models, resolve_device
+    from nmt.data.prepare import prepare
+    from nmt.scoring import format_scores, score
+    from nmt.search.translator import Translator
+    from nmt.train.checkpoint import load_for_inference, resolve_checkpoint
+
+    device = resolve_device(args.device)
+    ckpt = resolve_checkpoint(args.run)
+    _, _, _, cfg = load_for_inference(ckpt, "cpu")
+    model, src_tok, tgt_tok, decode = load_models(
+        argparse.Namespace(checkpoint=str(ckpt), ensemble=[]), device
+    )
+    if args.greedy:
+        decode = replace(decode, method="greedy", beam_size=1)
+    elif args.beam is not None:
+        if args.beam < 1:
+            raise NMTError(f"--beam must be at least 1, got {args.beam}")
+        decode = replace(decode, method="beam", beam_size=args.beam)
+    if args.length_penalty is not None:
+        decode = replace(decode, length_penalty=args.length_penalty)
+
+    splits = args.splits or list(cfg.data.test_splits)
+    if not splits:
+        raise NMTError(f"{ckpt}: its data config lists no test_splits; pass --splits")
+    data = prepare(cfg)
+    unknown = [s for s in splits if s not in data.splits]
+    if unknown:
+        raise NMTError(
+            f"split {unknown[0]!r} is not in data {cfg.data.name} "
+            f"(it has: {', '.join(data.splits)})"
+        )
+    out_dir = Path(args.out) if args.out else (ckpt.parent / "eval")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    translator = Translator(model, src_tok, tgt_tok, decode, device)
+
+    results: dict = {}
+    for name in splits:
+        split = data.splits[name]
+        sources, refs = list(split.src_text), list(split.tgt_text)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            hyps = translator.translate(sources)
+        seconds = time.perf_counter() - start
+        scores = score(
+            hyps,
+            [refs],
+            metrics=("bleu", "chrf"),
+            moses_lc_tok=not args.no_lc_tok,
+            lang=cfg.data.tgt_lang,
+        )
+        scores.update(seconds=round(seconds, 2), sentences_per_second=round(len(hyps) / seconds, 1))
+        for ext, lines in (("src", sources), ("ref", refs), ("hyp", hyps)):
+            (out_dir / f"{name}.{ext}").write_text("".join(x + "\n" for x in lines), "utf-8")
+        results[name] = scores
+        if not args.json:
+            print(
+                f"== {name} ({len(hyps)} sentences, {seconds:.1f} s, "
+                f"{scores['sentences_per_second']} sent/s)"
+            )
+            print(format_scores(scores))
+            for i in range(min(args.examples, len(hyps))):
+                print(f"  src: {sources[i]}\n  ref: {refs[i]}\n  hyp: {hyps[i]}\n")
+    summary = {"checkpoint": str(ckpt), "decode": asdict(decode), "splits": results}
+    (out_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"hypotheses and results.json in {out_dir}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    from nmt.cli.common import run_guarded
+
+    run_guarded(evaluate, parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

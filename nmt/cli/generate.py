@@ -1,0 +1,62 @@
+"""``nmt-generate``: sample text from a trained character language model.
+
+nmt-generate runs/shakespeare_char/<run> --chars 600 --temperature 0.8
+nmt-generate runs/x --prompt "ROMEO:" --top-k 10 --seed 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from nmt.errors import NMTError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="nmt-generate", description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", help="a char-LM run folder (best.pt, else last.pt) or .pt file")
+    p.add_argument("--prompt", default="\n", help="text to continue (default: a new line)")
+    p.add_argument("--chars", type=int, default=500, help="characters to generate")
+    p.add_argument("--temperature", type=float, help="default: the run's decode.temperature")
+    p.add_argument("--top-k", type=int, help="sample among the k most probable characters")
+    p.add_argument("--seed", type=int, help="default: the run's decode.seed")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    return p.parse_args(argv)
+
+
+def generate(args: argparse.Namespace) -> str:
+    """Print and return ``prompt`` + the sampled continuation."""
+    from nmt.cli.translate import resolve_device
+    from nmt.data.charvocab import NOT_TEXT
+    from nmt.search.sampling_lm import sample_lm
+    from nmt.train.checkpoint import load_for_inference
+
+    device = resolve_device(args.device)
+    model, vocab, _, cfg = load_for_inference(args.checkpoint, device)
+    if cfg.model.arch != "char_lm":
+        raise NMTError(f"{args.checkpoint} is a {cfg.model.arch} model: use nmt-translate")
+    if args.chars < 0:
+        raise NMTError(f"--chars must be >= 0, got {args.chars}")
+    prompt = vocab.encode(args.prompt).tolist()
+    if not prompt:
+        raise NMTError("--prompt holds no character of the model's vocabulary")
+    seed = cfg.decode.seed if args.seed is None else args.seed
+    temperature = cfg.decode.temperature if args.temperature is None else args.temperature
+    top_k = cfg.decode.top_k if args.top_k is None else args.top_k
+    generator = torch.Generator(device=device).manual_seed(seed)
+    ids = sample_lm(model, prompt, args.chars, temperature, top_k, generator, NOT_TEXT)
+    text = args.prompt + vocab.decode(ids)
+    sys.stdout.write(text + "\n")
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    from nmt.cli.common import run_guarded
+
+    run_guarded(generate, parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The benchmark's analytic FLOP count agrees with torch's own FLOP counter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
+
+from nmt.bench import flops_per_target_token, format_table
+from nmt.config import ModelConfig
+from nmt.models.builder import build_model
+
+
+@pytest.mark.parametrize(
+    "attention,feeding",
+    [("bahdanau", False), ("bahdanau", True), ("luong_general", False), ("none", False)],
+)
+def test_flops_per_target_token_matches_flop_counter(attention, feeding):
+    # GRU only: torch's counter does not see inside the CPU LSTM kernel.
+    cfg = OmegaConf.structured(
+        ModelConfig(attention=attention, input_feeding=feeding, emb_dim=16, hidden_dim=24, layers=2)
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg, 50, 60)
+    batch, src_len, tgt_len = 3, 7, 5
+    src = torch.randint(4, 50, (batch, src_len))
+    tgt_in = torch.randint(4, 60, (batch, tgt_len))
+    with FlopCounterMode(display=False) as counter:
+        hidden, _ = model.features(src, torch.full((batch,), src_len), tgt_in)
+        x, weight, bias = model.output_projection(hidden)
+        torch.nn.functional.linear(x, weight, bias)
+    counted = counter.get_total_flops() / (batch * tgt_len)  # forward only
+    analytic = flops_per_target_token(cfg, 50, 60, src_len / tgt_len, src_len) / 3
+    assert analytic == pytest.approx(counted, rel=0.05)
+
+
+def test_format_table_lists_every_row():
+    train = {
+        "input_feeding": False,
+        "tgt_tokens_per_update": 2000,
+        "tgt_tok_s": 3000,
+        "ms_per_step": 600.0,
+        "flops_per_tgt_token": 1.4e7,
+        "fraction_of_peak": 0.4,
+        "peak_rss_mib": 700,
+    }
+    decode = {
+        "method": "beam5",
+        "sentences": 1000,
+        "sent_s": 200.0,
+        "out_tok_s": 3000,
+        "bleu": 40.0,
+        "chrf": 60.0,
+        "peak_rss_mib": 400,
+    }
+    result = {
+        "mode": "quick",
+        "threads": 2,
+        "torch": "x",
+        "matmul": {"gflops": 100.0},
+        "train": [train, {**train, "input_feeding": True}],
+        "decode_model": {"trained_here": True, "trained_minutes": 1.0},
+        "decode": [decode, {**decode, "method": "greedy"}],
+    }
+    table = format_table(result)
+    assert "| input feeding off | 2000 | 3000 | 600.0 |" in table
+    assert "| input feeding on |" in table and "| beam5 | 1000 | 200.0 |" in table
+    assert "| greedy |" in table and "matmul peak 100.0 GFLOP/s" in table
