@@ -237,6 +237,77 @@ def check_known_keys(cfg: DictConfig) -> None:
     walk(cfg, schema, "")
 
 
+DECODE_METHODS = ("beam", "greedy", "sample")
+
+
+def check_decode_config(dec: Any, prefix: str = "decode") -> None:
+    """Refuse decoding options that cannot work (a beam of 0, top_p of 2, ...).
+
+    Raises:
+        ConfigError: naming the first bad key and what to use instead.
+    """
+    from nmt.errors import ConfigError
+
+    if dec.method not in DECODE_METHODS:
+        raise ConfigError(
+            f"{prefix}.method={dec.method!r} is unknown: use one of {', '.join(DECODE_METHODS)}"
+        )
+    for key in ("beam_size", "n_best", "max_tokens"):
+        if getattr(dec, key) < 1:
+            raise ConfigError(f"{prefix}.{key}={getattr(dec, key)} must be at least 1")
+    for key in ("min_len", "max_len_a", "max_len_b", "no_repeat_ngram_size", "top_k"):
+        if getattr(dec, key) < 0:
+            raise ConfigError(f"{prefix}.{key}={getattr(dec, key)} must not be negative")
+    if not dec.temperature >= 0:
+        raise ConfigError(f"{prefix}.temperature={dec.temperature} must not be negative")
+    if not 0 <= dec.top_p <= 1:
+        raise ConfigError(f"{prefix}.top_p={dec.top_p} must be in [0, 1]")
+
+
+def check_values(cfg: Any) -> None:
+    """Refuse values and combinations that cannot work, before any data is read.
+
+    The typed schema already refuses unknown keys and wrong types; this catches values of
+    the right type that make no sense (``train.log_every=0``, ``decode.beam_size=0``,
+    ``model.share_embeddings`` without one joint vocabulary, ...).
+
+    Raises:
+        ConfigError: one sentence naming the key and what to do.
+    """
+    from nmt.errors import ConfigError
+
+    t = cfg.train
+
+    def at_least(key: str, low: float) -> None:
+        if getattr(t, key) < low:
+            raise ConfigError(f"train.{key}={getattr(t, key)} must be at least {low}")
+
+    for key in ("log_every", "accum_steps", "valid_beam_size", "bptt_len", "batch_size"):
+        at_least(key, 1)
+    for key in (
+        "max_steps", "max_epochs", "max_minutes", "max_tokens", "max_sentences", "lr",
+        "weight_decay", "momentum", "clip_norm", "warmup_steps", "plateau_patience", "min_lr",
+        "valid_every", "valid_max_sentences", "patience", "keep_last", "threads",
+    ):  # fmt: skip
+        at_least(key, 0)
+    if t.max_tokens <= 0 and t.max_sentences <= 0:
+        raise ConfigError("set train.max_tokens or train.max_sentences to a positive number")
+    if not 0 <= t.label_smoothing < 1:
+        raise ConfigError(f"train.label_smoothing={t.label_smoothing} must be in [0, 1)")
+    if not 0 < t.plateau_factor <= 1:
+        raise ConfigError(f"train.plateau_factor={t.plateau_factor} must be in (0, 1]")
+    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
+        raise ConfigError(f"train.betas={list(t.betas)} must be two numbers in [0, 1)")
+    check_decode_config(cfg.decode)
+    if cfg.model.share_embeddings and cfg.model.arch == "seq2seq":
+        if not cfg.tokenizer.joint or cfg.tokenizer.restrict_vocab:
+            raise ConfigError(
+                "model.share_embeddings=true needs one joint vocabulary: set "
+                "tokenizer.joint=true and tokenizer.restrict_vocab=false, or "
+                "model.share_embeddings=false"
+            )
+
+
 def to_plain(cfg: DictConfig | Config) -> dict[str, Any]:
     """Resolved config as plain Python containers (for checkpoints and JSON)."""
     if not isinstance(cfg, DictConfig):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 from pathlib import Path
 
@@ -23,6 +24,17 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "SHA256SUMS").exists():
         pytest.fail(f"data mirror not found at {SHARED_DATA}; set NMT_DATA_MIRROR")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """In-process Hydra runs attach root handlers to the (then closed) captured stderr;
+    drop them after each test so later tests' one-line-stderr checks stay independent."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from nmt.config import DecodeConfig
+from nmt.config import DecodeConfig, check_decode_config
 from nmt.errors import ConfigError, NMTError
 
 
@@ -79,6 +79,7 @@ def decode_config(base: DecodeConfig, args: argparse.Namespace) -> DecodeConfig:
         raise ConfigError(f"--beam must be at least 1 (got {cfg.beam_size})")
     if cfg.n_best < 1:
         raise ConfigError(f"--n-best must be at least 1 (got {cfg.n_best})")
+    check_decode_config(cfg)  # the checkpoint's own values, and --top-p 2 and the like
     return cfg
 
 
@@ -108,10 +109,8 @@ def load_models(args: argparse.Namespace, device: torch.device):
         models = [model]
         for path in args.ensemble:
             other, other_src, other_tgt, _ = load_for_inference(path, device)
-            if (other_src.vocab_size, other_tgt.vocab_size) != (
-                src_tok.vocab_size,
-                tgt_tok.vocab_size,
-            ):
+            # Same sizes are not enough: the same ids must mean the same pieces.
+            if not (same_tokenizer(other_src, src_tok) and same_tokenizer(other_tgt, tgt_tok)):
                 raise NMTError(
                     f"ensemble member {path} uses other vocabularies than {args.checkpoint}: "
                     "only ensemble models trained with the same tokenizers"
@@ -122,6 +121,15 @@ def load_models(args: argparse.Namespace, device: torch.device):
         OmegaConf.to_object(cfg.decode) if not isinstance(cfg.decode, DecodeConfig) else cfg.decode
     )
     return model, src_tok, tgt_tok, base
+
+
+def same_tokenizer(a, b) -> bool:
+    """True when two tokenizers (or character vocabularies) map ids to the same pieces."""
+    if type(a) is not type(b):
+        return False
+    if hasattr(a, "model_proto"):
+        return a.model_proto == b.model_proto and a.kept == b.kept
+    return getattr(a, "itos", None) == getattr(b, "itos", None)
 
 
 def format_nbest(index: int, translations, n: int) -> list[str]:
@@ -148,9 +156,7 @@ def run(args: argparse.Namespace) -> None:
         bar = tqdm(total=len(lines), unit="sent", file=sys.stderr, leave=False)
     start = time.perf_counter()
     with torch.inference_mode():
-        results = translator.translate_nbest(
-            lines, return_attention=bool(args.attention_plot), progress=bar.update if bar else None
-        )
+        results = translator.translate_nbest(lines, progress=bar.update if bar else None)
     elapsed = time.perf_counter() - start
     if bar is not None:
         bar.close()
@@ -164,8 +170,13 @@ def run(args: argparse.Namespace) -> None:
     if args.attention_plot:
         from nmt.search.plots import plot_attention_maps
 
+        # Attention is kept only for the plotted sentences (keeping it for every
+        # hypothesis of a whole file made beam search several times slower).
+        first = lines[: args.plot_count]
+        with torch.inference_mode():
+            plotted = translator.translate_nbest(first, return_attention=True)
         written = plot_attention_maps(
-            translator, lines, results, Path(args.attention_plot), args.plot_count
+            translator, first, plotted, Path(args.attention_plot), args.plot_count
         )
         if not args.quiet:
             print(f"nmt: wrote {written} attention plots to {args.attention_plot}", file=sys.stderr)

@@ -187,9 +187,18 @@ def load_raw(data_cfg: Any, located: Located | None = None) -> RawCorpus:
         for split, out in (("train", "train"), ("valid", valid), ("test", "test")):
             if f"{split}_tsv" in files:
                 splits[out] = read_tsv(files[f"{split}_tsv"], mode, stats)
+                key = f"{split}_tsv"
             elif f"{split}_src" in files:
                 splits[out] = read_parallel(
                     files[f"{split}_src"], files[f"{split}_tgt"], mode, stats
+                )
+                key = f"{split}_src"
+            else:
+                continue
+            if not splits[out][0]:
+                raise DataError(
+                    f"data.{key} file {files[key]} is empty: give it at least one sentence "
+                    f"{'pair' if key.endswith('tsv') else '(and its translation)'}"
                 )
     mono_side = "src" if src_lang == "en" else "tgt"
     return RawCorpus(splits, mono, mono_side, stats)

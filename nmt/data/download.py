@@ -112,9 +112,15 @@ def _download(url: str, target: Path, sha256: str, relpath: str) -> None:
         with os.fdopen(fd, "wb") as out:
             try:
                 with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+                    expected = response.headers.get("Content-Length")
+                    received = 0
                     for block in iter(lambda: response.read(CHUNK), b""):
                         digest.update(block)
                         out.write(block)
+                        received += len(block)
+                # A connection that closes early just ends the reads: compare the length.
+                if expected and expected.isdigit() and received < int(expected):
+                    raise _Transient(f"transfer cut after {received} of {expected} bytes")
             except urllib.error.HTTPError as err:
                 if err.code >= 500 or err.code == 429:
                     raise _Transient(f"HTTP {err.code}") from err

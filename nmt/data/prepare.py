@@ -31,7 +31,7 @@ from nmt.data import datasets
 from nmt.data.charvocab import CharVocab
 from nmt.data.cleaning import clean_pairs, clean_text, length_filter, normalize
 from nmt.data.tokenizer import Tokenizer, build_tokenizers, write_atomic
-from nmt.errors import ConfigError
+from nmt.errors import ConfigError, DataError
 
 CACHE_VERSION = 3
 # Options that change the prepared data (mirror, cache_dir and test_splits do not).
@@ -180,6 +180,8 @@ def _build(cfg: Any, located: datasets.Located, cache_dir: Path) -> PreparedData
     read_src, read_tgt = raw.splits["train"]
     drops: Counter = Counter()
     src, tgt = clean_pairs(read_src, read_tgt, drops)
+    if not src:
+        _nothing_left(d, located, len(read_src), drops, "cleaning")
     if d.train_limit is not None and len(src) > d.train_limit:
         # The limit comes before the tokenizer so it never sees text outside the N pairs.
         drops["train_limit"] += len(src) - d.train_limit
@@ -192,6 +194,8 @@ def _build(cfg: Any, located: datasets.Located, cache_dir: Path) -> PreparedData
     keep = length_filter(
         [len(x) for x in src_ids], [len(y) for y in tgt_ids], d.max_len, d.max_len_ratio, drops
     )
+    if not keep:
+        _nothing_left(d, located, len(read_src), drops, "the length filter")
     stats: dict[str, Any] = {
         "name": d.name,
         "src_lang": d.src_lang,
@@ -221,6 +225,16 @@ def _build(cfg: Any, located: datasets.Located, cache_dir: Path) -> PreparedData
         train_text[f"{raw.mono_side}_mono"] = mono
     stats["mono_lines"] = len(mono)
     return PreparedData(src_tok, tgt_tok, splits, train_text, stats)
+
+
+def _nothing_left(d: Any, located: datasets.Located, n_read: int, drops: Counter, stage: str):
+    """Raise: every training pair was dropped (the files are named, the drops counted)."""
+    files = ", ".join(str(p) for key, p in located.files.items() if "train" in key)
+    reasons = ", ".join(f"{k}={v}" for k, v in sorted(drops.items()))
+    raise DataError(
+        f"no training pair of data={d.name} ({files}) is left after {stage}: {n_read} read, "
+        f"dropped {reasons}; check the files or relax data.max_len / data.max_len_ratio"
+    )
 
 
 def _tensors(ids: list[list[int]]) -> list[torch.Tensor]:

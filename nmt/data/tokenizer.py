@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -148,7 +149,9 @@ def _options(tok_cfg: Any) -> dict[str, Any]:
         "unk_id": UNK_ID,
         "bos_id": BOS_ID,
         "eos_id": EOS_ID,
-        "hard_vocab_limit": False,
+        # unigram/bpe: a vocab_size the text cannot fill is an error naming the maximum;
+        # for char/word models vocab_size is an upper bound (conf/tokenizer/char.yaml).
+        "hard_vocab_limit": model_type in ("unigram", "bpe"),
         "normalization_rule_name": "identity",
         "num_threads": 2,
         "minloglevel": 2,
@@ -179,6 +182,13 @@ def train_model(lines: Sequence[str], tok_cfg: Any) -> bytes:
                 f"tokenizer.vocab_size={opts['vocab_size']} is smaller than the number of characters "
                 f"in the training text ({msg.split('. ')[-2].strip()}): raise tokenizer.vocab_size or lower "
                 "tokenizer.character_coverage"
+            ) from None
+        most = re.search(r"value <= (\d+)", msg)
+        if most:
+            raise ConfigError(
+                f"tokenizer.vocab_size={opts['vocab_size']} is more than this training text "
+                f"supports (at most {most.group(1)} {opts['model_type']} pieces): set "
+                f"tokenizer.vocab_size={most.group(1)} or lower, or train on more text"
             ) from None
         raise ConfigError(
             f"sentencepiece cannot build a {opts['model_type']} vocabulary of {opts['vocab_size']} pieces "

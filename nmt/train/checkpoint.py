@@ -12,6 +12,7 @@ import random
 import tempfile
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ FORMAT_VERSION = 1
 BEST, LAST = "best.pt", "last.pt"
 
 
+class CheckpointWriteError(NMTError, OSError):
+    """Saving failed (disk full, I/O error); the previous file at the path is untouched."""
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically: a crash mid-write leaves the old file intact.
 
@@ -32,19 +37,39 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     rename itself survives a power cut.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         # Never leave half-written temporaries behind; the previous checkpoint is untouched.
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        os_err = _os_error(err)
+        if os_err is not None:
+            kept = f"the previous {path.name} is intact" if path.is_file() else "nothing was saved"
+            raise CheckpointWriteError(
+                f"could not write checkpoint {path} ({_short(os_err)}): {kept}; free disk space "
+                "or choose another folder, then run again (training continues with "
+                "train.resume=true)"
+            ) from err
         raise
     _fsync_dir(path.parent)
+
+
+def _os_error(err: BaseException | None) -> OSError | None:
+    """The OSError behind ``err``: torch.save reports a failed write (disk full) as a
+    RuntimeError whose context is the OSError."""
+    for _ in range(8):
+        if err is None or isinstance(err, OSError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -64,13 +89,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a checkpoint written by :func:`save_checkpoint`.
 
     Raises:
-        NMTError: the file is missing, truncated/corrupt, holds objects other than plain data
-            (a pickle that would run code is refused before anything runs), or is not a
-            checkpoint of this toolkit.
+        NMTError: the file is missing, truncated/corrupt (the zip records' CRC-32s are
+            checked), holds objects other than plain data (a pickle that would run code is
+            refused before anything runs), or is not a checkpoint of this toolkit.
     """
     path = Path(path)
     if not path.is_file():
         raise NMTError(f"checkpoint {path} does not exist: check the path or the run folder")
+    _verify_checksums(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pickle-protocol chatter from foreign files
@@ -91,12 +117,35 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     if not isinstance(payload, dict) or "model" not in payload or "format_version" not in payload:
         raise NMTError(f"{path} is not an nmt checkpoint (no 'model'/'format_version' entry)")
+    if not isinstance(payload["format_version"], int) or not isinstance(payload["model"], dict):
+        raise NMTError(f"{path} is not an nmt checkpoint (malformed 'model'/'format_version')")
     if payload["format_version"] > FORMAT_VERSION:
         raise NMTError(
             f"checkpoint {path} has format_version {payload['format_version']}, newer than this "
             f"nmt ({FORMAT_VERSION}): upgrade nmt"
         )
     return payload
+
+
+def _verify_checksums(path: Path) -> None:
+    """Check the CRC-32 of every record of a zip-format checkpoint (what ``torch.save``
+    writes): ``torch.load`` itself does not, so a flipped bit would load silently.
+    Files in torch's legacy (non-zip) format have no checksums and are not checked."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as err:
+        raise NMTError(
+            f"checkpoint {path} is truncated or corrupt ({_short(err)}): use another checkpoint "
+            "(e.g. last.pt or best.pt of the same run)"
+        ) from None
+    if bad is not None:
+        raise NMTError(
+            f"checkpoint {path} is corrupt (checksum mismatch in {bad}): use another checkpoint "
+            "(e.g. last.pt or best.pt of the same run)"
+        )
 
 
 def _short(err: BaseException) -> str:
@@ -173,13 +222,23 @@ def load_for_inference(run_dir_or_file: str | Path, device: str | torch.device =
         ``(model, src_tok, tgt_tok, cfg)``: the model in eval mode on ``device``; for a
         character LM both tokenizers are the character vocabulary.
     """
+    from omegaconf.errors import OmegaConfBaseException
+
     from nmt.config import from_plain
     from nmt.models.builder import build_model
     from nmt.train.lm_task import vocab_size
 
     path = resolve_checkpoint(run_dir_or_file)
     payload = load_checkpoint(path, map_location="cpu")
-    cfg = from_plain(payload["config"])
+    try:
+        cfg = from_plain(payload["config"])
+    except (KeyError, ValueError, OmegaConfBaseException) as err:
+        plain_key_error = isinstance(err, KeyError) and not isinstance(err, OmegaConfBaseException)
+        detail = f"no {err} entry" if plain_key_error else _short(err)
+        raise NMTError(
+            f"checkpoint {path} has a config this nmt cannot read ({detail}): it was written by "
+            "another version of nmt or is damaged"
+        ) from None
     src_tok = _tokenizer_from_state(payload.get("src_tokenizer"), path)
     tgt_tok = _tokenizer_from_state(payload.get("tgt_tokenizer"), path)
     model = build_model(cfg.model, vocab_size(src_tok), vocab_size(tgt_tok))
@@ -194,12 +253,29 @@ def load_for_inference(run_dir_or_file: str | Path, device: str | torch.device =
 
 
 def _tokenizer_from_state(state: dict[str, Any] | None, path: Path):
-    if state is None:
-        raise NMTError(f"checkpoint {path} has no tokenizer: it cannot be used for translation")
-    if state.get("kind") == "char_vocab":
-        from nmt.data.charvocab import CharVocab
-
-        return CharVocab.from_state_dict(state)
+    from nmt.data.charvocab import CharVocab
+    from nmt.data.tokenizer import FORMAT_VERSION as TOKENIZER_VERSION
     from nmt.data.tokenizer import Tokenizer
 
-    return Tokenizer.from_state_dict(state)
+    if state is None:
+        raise NMTError(f"checkpoint {path} has no tokenizer: it cannot be used for translation")
+    kind = state.get("kind") if isinstance(state, dict) else None
+    if kind not in ("char_vocab", "sentencepiece"):
+        raise NMTError(
+            f"checkpoint {path} holds a tokenizer of an unknown kind ({kind!r}): only "
+            "sentencepiece tokenizers and character vocabularies of nmt-train can be used"
+        )
+    if kind == "sentencepiece" and state.get("format_version", 0) > TOKENIZER_VERSION:
+        raise NMTError(
+            f"checkpoint {path} has a tokenizer of format_version {state['format_version']}, "
+            f"newer than this nmt ({TOKENIZER_VERSION}): upgrade nmt"
+        )
+    try:
+        if kind == "char_vocab":
+            return CharVocab.from_state_dict(state)
+        return Tokenizer.from_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise NMTError(
+            f"checkpoint {path} holds a damaged {kind} tokenizer ({_short(err)}): use another "
+            "checkpoint"
+        ) from None

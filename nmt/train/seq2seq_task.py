@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from nmt.errors import ConfigError
+from nmt.errors import ConfigError, DataError
 from nmt.train.distributed import DistInfo, all_reduce, barrier
 from nmt.train.loss import Seq2SeqObjective
 from nmt.train.metrics import emit
@@ -49,6 +49,11 @@ class Seq2SeqTask:
                 f"({', '.join(data.splits)}): set data.valid_split"
             )
         self.valid_split = data.splits[valid_name]
+        if len(self.valid_split) == 0:
+            raise DataError(
+                f"the validation split {valid_name!r} of data={cfg.data.name} is empty: give it "
+                "sentence pairs (data.valid_src/data.valid_tgt, or data.valid_size for tatoeba)"
+            )
         self.model = build_model(cfg.model, self.src_tok.vocab_size, self.tgt_tok.vocab_size)
         self.coverage = self._pretrained_embeddings()
         self.objective = Seq2SeqObjective(self.model, tc.label_smoothing)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from nmt.config import to_plain
+from nmt.config import check_values, to_plain
 from nmt.errors import ConfigError, NMTError
 from nmt.train import checkpoint as ckpt
 from nmt.train.distributed import (
@@ -50,6 +50,16 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_config(cfg: DictConfig) -> None:
+    """Every check that needs no data, so a bad value fails before anything is prepared."""
+    from nmt.models.builder import check_model_config
+
+    check_values(cfg)
+    # The vocabulary sizes are not known yet: large placeholders pass the size checks,
+    # which run again (with the real sizes) when the model is built.
+    check_model_config(cfg.model, 1 << 20, 1 << 20)
+
+
 def train(cfg: DictConfig, out_dir: str | Path | None = None) -> float:
     """Train the configured model; return the best validation metric (for sweepers).
 
@@ -57,6 +67,7 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> float:
     chrF or loss) for translation and the validation loss (nats/char) for the char LM.
     """
     out = resolve_out_dir(out_dir)
+    check_config(cfg)
     device = pick_device(cfg.train.device)
     if cfg.train.precision not in AMP_DTYPES:
         raise ConfigError(
@@ -241,6 +252,13 @@ class Trainer:
     def _loop(self, resume_rng) -> None:
         tc = self.tc
         accum = max(1, tc.accum_steps)
+        # A resumed run may already be complete (killed while finishing): no extra step.
+        if tc.max_steps and self.step >= tc.max_steps:
+            self.stop_reason = f"reached train.max_steps={tc.max_steps}"
+        if tc.max_epochs and self.epoch >= tc.max_epochs and not self.stop_reason:
+            self.stop_reason = f"reached train.max_epochs={tc.max_epochs}"
+        if tc.patience and self.bad_validations >= tc.patience and not self.stop_reason:
+            self.stop_reason = f"early stopping: no {self.task.metric_name} improvement in {tc.patience} validations"
         while not self.stop_reason:
             batches = self.task.epoch_batches(self.epoch)
             if resume_rng is not None:
