@@ -81,7 +81,8 @@ def moses_bleu(
     def prep(line: str) -> str:
         return tok.tokenize(line.lower(), return_str=True, escape=False)
 
-    metric = BLEU(tokenize="none", lowercase=True)  # already lowercased; the signature says so
+    # force: the input is tokenized on purpose (no "forgot to detokenize" warning).
+    metric = BLEU(tokenize="none", lowercase=True, force=True)
     result = metric.corpus_score([prep(h) for h in hyps], [[prep(r) for r in s] for s in refs_list])
     return {
         "bleu_lc_tok": round(result.score, 4),

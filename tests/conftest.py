@@ -27,14 +27,12 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _restore_logging():
-    """In-process Hydra runs attach root handlers to the (then closed) captured stderr;
-    drop them after each test so later tests' one-line-stderr checks stay independent."""
+def _own_root_logger(monkeypatch):
+    """Hydra's in-process CLI attaches logging handlers to the test's captured stderr; give
+    each test its own root handler list so none leaks into (or in from) another test."""
     root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ with ``data=local`` and no files at all, and the run folder must not appear.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -18,15 +17,6 @@ from nmt.config import conf_dir, register_configs
 from nmt.data.prepare import prepare
 from nmt.errors import ConfigError
 from nmt.train.trainer import train
-
-
-@pytest.fixture(autouse=True)
-def _own_root_logger(monkeypatch):
-    """Hydra's in-process CLI attaches logging handlers to the test's captured stderr; give
-    each test its own root handler list so none leaks into (or in from) another test."""
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", [])
-    monkeypatch.setattr(root, "level", root.level)
 
 
 def _cfg(*overrides: str):

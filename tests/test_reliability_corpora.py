@@ -6,7 +6,6 @@ The kept training pairs are checked against the original pairs, so a silent misa
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections import Counter
 
@@ -17,15 +16,6 @@ from nmt.config import conf_dir, register_configs
 from nmt.data.cleaning import clean_text
 from nmt.data.prepare import prepare
 from nmt.errors import DataError
-
-
-@pytest.fixture(autouse=True)
-def _own_root_logger(monkeypatch):
-    """Hydra's in-process CLI attaches logging handlers to the test's captured stderr; give
-    each test its own root handler list so none leaks into (or in from) another test."""
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", [])
-    monkeypatch.setattr(root, "level", root.level)
 
 
 def _lines(path) -> list[str]:

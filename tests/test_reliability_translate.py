@@ -7,7 +7,6 @@ calls) on a tiny random-weight checkpoint.
 from __future__ import annotations
 
 import gzip
-import logging
 import random
 from pathlib import Path
 
@@ -24,15 +23,6 @@ from nmt.models.builder import build_model
 from nmt.train.checkpoint import save_checkpoint
 
 SENTINELS = ["A man in an orange hat.", "Two dogs run on the grass.", "A girl is eating."]
-
-
-@pytest.fixture(autouse=True)
-def _own_root_logger(monkeypatch):
-    """Hydra's in-process CLI attaches logging handlers to the test's captured stderr; give
-    each test its own root handler list so none leaks into (or in from) another test."""
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", [])
-    monkeypatch.setattr(root, "level", root.level)
 
 
 def _checkpoint(path: Path, src_tok, tgt_tok, arch: str = "seq2seq", seed: int = 0) -> Path:
