@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,14 @@ def tiny_parallel(shared_data, tmp_path_factory) -> dict[str, Path]:
             )
             files[f"{split}_{side}"] = path
     return files
+
+
+def run_cli_in_process(main, argv: list[str], monkeypatch, capsys) -> tuple[int, str]:
+    """Call an entry point's ``main()`` with ``argv``: (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", argv)
+    code = 0
+    try:
+        main()
+    except SystemExit as err:
+        code = int(err.code or 0)
+    return code, capsys.readouterr().err

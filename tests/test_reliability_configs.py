@@ -7,9 +7,9 @@ with ``data=local`` and no files at all, and the run folder must not appear.
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
+from conftest import run_cli_in_process
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -42,14 +42,8 @@ def _train_cli(args: list[str], tmp_path, monkeypatch, capsys) -> tuple[int, str
     """``nmt-train`` in this process: (exit code, stderr)."""
     from nmt.cli.train import main
 
-    run_dir = tmp_path / "run"
-    monkeypatch.setattr(sys, "argv", ["nmt-train", *args, f"hydra.run.dir={run_dir}"])
-    code = 0
-    try:
-        main()
-    except SystemExit as err:
-        code = int(err.code or 0)
-    return code, capsys.readouterr().err
+    argv = ["nmt-train", *args, f"hydra.run.dir={tmp_path / 'run'}"]
+    return run_cli_in_process(main, argv, monkeypatch, capsys)
 
 
 # override(s) -> what the one-line message must say

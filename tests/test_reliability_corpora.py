@@ -6,10 +6,10 @@ The kept training pairs are checked against the original pairs, so a silent misa
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 
 import pytest
+from conftest import run_cli_in_process
 from hydra import compose, initialize_config_dir
 
 from nmt.config import conf_dir, register_configs
@@ -67,13 +67,8 @@ def _cli(args: list[str], tmp_path, monkeypatch, capsys) -> tuple[int, str]:
     """``nmt-prepare`` in this process: (exit code, stderr)."""
     from nmt.cli.prepare import main
 
-    monkeypatch.setattr(sys, "argv", ["nmt-prepare", *args, f"hydra.run.dir={tmp_path / 'run'}"])
-    code = 0
-    try:
-        main()
-    except SystemExit as err:
-        code = int(err.code or 0)
-    return code, capsys.readouterr().err
+    argv = ["nmt-prepare", *args, f"hydra.run.dir={tmp_path / 'run'}"]
+    return run_cli_in_process(main, argv, monkeypatch, capsys)
 
 
 def _pairs(src: list[str], tgt: list[str]) -> set[tuple[str, str]]:

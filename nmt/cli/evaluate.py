@@ -49,12 +49,11 @@ def evaluate(args: argparse.Namespace) -> dict:
     from nmt.data.prepare import prepare
     from nmt.scoring import format_scores, score
     from nmt.search.translator import Translator
-    from nmt.train.checkpoint import load_for_inference, resolve_checkpoint
+    from nmt.train.checkpoint import resolve_checkpoint
 
     device = resolve_device(args.device)
     ckpt = resolve_checkpoint(args.run)
-    _, _, _, cfg = load_for_inference(ckpt, "cpu")
-    model, src_tok, tgt_tok, decode = load_models(
+    model, src_tok, tgt_tok, decode, cfg = load_models(
         argparse.Namespace(checkpoint=str(ckpt), ensemble=[]), device
     )
     if args.greedy:

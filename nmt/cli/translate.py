@@ -94,7 +94,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_models(args: argparse.Namespace, device: torch.device):
-    """The model (an Ensemble with ``--ensemble``), its tokenizers and the first config."""
+    """The model (an Ensemble with ``--ensemble``), its tokenizers, the first checkpoint's
+    decode settings and its whole config."""
     from omegaconf import OmegaConf
 
     from nmt.search.ensemble import Ensemble
@@ -120,7 +121,7 @@ def load_models(args: argparse.Namespace, device: torch.device):
     base = (
         OmegaConf.to_object(cfg.decode) if not isinstance(cfg.decode, DecodeConfig) else cfg.decode
     )
-    return model, src_tok, tgt_tok, base
+    return model, src_tok, tgt_tok, base, cfg
 
 
 def same_tokenizer(a, b) -> bool:
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> None:
     from nmt.search.translator import Translator
 
     device = resolve_device(args.device)
-    model, src_tok, tgt_tok, base = load_models(args, device)
+    model, src_tok, tgt_tok, base, _ = load_models(args, device)
     cfg = decode_config(base, args)
     lines = read_text_lines(args.input, "input file")
     translator = Translator(model, src_tok, tgt_tok, cfg, device, max_src_len=args.max_src_len)

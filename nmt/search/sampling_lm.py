@@ -34,11 +34,11 @@ def sample_lm(
     prompt = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     log_probs, state = model(prompt)
     scores = log_probs[:, -1]  # (1, V): the distribution of the first new id
+    banned = list(banned_ids)
     out: list[int] = []
     for _ in range(length):
-        if banned_ids:
-            scores = scores.clone()
-            scores[:, list(banned_ids)] = float("-inf")
+        if banned:  # in place: every step's scores are a fresh tensor from the model
+            scores[:, banned] = float("-inf")
         token = _pick(scores, temperature, top_k, generator)
         out.append(int(token))
         scores, state = model.step(token.view(1), state)
