@@ -151,6 +151,10 @@ class TrainConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     min_lr: float = 1e-5
+    # cosine only: decay over whichever budget ends first, steps/epochs or train.max_minutes
+    # when it is set (a time-budgeted run then ends at min_lr on any machine, but is no
+    # longer bit-reproducible).
+    decay_by_time: bool = False
     # Validation, early stopping, checkpoints.
     valid_every: int = 0  # steps (0 = at epoch ends only)
     valid_metric: str = "bleu"  # bleu | chrf | loss
@@ -298,6 +302,10 @@ def check_values(cfg: Any) -> None:
         raise ConfigError(f"train.plateau_factor={t.plateau_factor} must be in (0, 1]")
     if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
         raise ConfigError(f"train.betas={list(t.betas)} must be two numbers in [0, 1)")
+    if t.decay_by_time and t.schedule != "cosine":
+        raise ConfigError(
+            f"train.decay_by_time=true needs train.schedule=cosine (it is {t.schedule!r})"
+        )
     check_decode_config(cfg.decode)
     if cfg.model.share_embeddings and cfg.model.arch == "seq2seq":
         if not cfg.tokenizer.joint or cfg.tokenizer.restrict_vocab:

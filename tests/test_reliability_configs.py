@@ -49,6 +49,7 @@ def _train_cli(args: list[str], tmp_path, monkeypatch, capsys) -> tuple[int, str
 # override(s) -> what the one-line message must say
 IMPOSSIBLE = {
     "train.log_every=0": r"train\.log_every=0 must be at least 1",
+    "train.decay_by_time=true": r"train\.decay_by_time=true needs train\.schedule=cosine",
     "train.max_tokens=0": r"train\.max_tokens or train\.max_sentences",
     "train.lr=-1": r"train\.lr=-1\.0 must be at least 0",
     "train.betas=[0.9]": r"train\.betas=\[0\.9\] must be two numbers",

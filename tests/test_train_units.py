@@ -112,6 +112,20 @@ def test_schedules():
     assert const.lr == pytest.approx(0.3)
 
 
+def test_cosine_decays_over_whichever_budget_ends_first():
+    cos = _schedule(schedule="cosine", lr=1.0, min_lr=0.0, decay_by_time=True, max_minutes=1.0)
+    for _ in range(10):  # 10 % of the steps ...
+        cos.step()
+    cos.set_time_progress(0.5)  # ... but half of the time: the time budget leads
+    assert cos.lr == pytest.approx(0.5)
+    cos.set_time_progress(0.05)  # steps lead again
+    assert cos.lr == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.1)))
+    cos.set_time_progress(0.999)
+    other = _schedule(schedule="cosine", lr=1.0, min_lr=0.0)
+    other.load_state_dict(cos.state_dict())  # a resumed run continues from the same point
+    assert other.lr == pytest.approx(cos.lr) and cos.lr < 1e-4
+
+
 def test_plateau_halves_after_patience_and_round_trips():
     sch = _schedule(schedule="plateau", lr=1.0, plateau_patience=2, plateau_factor=0.5, min_lr=0.1)
     for metric in [10.0, 11.0, 9.0, 10.5]:  # better, better, worse, worse -> reduce

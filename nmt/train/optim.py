@@ -45,7 +45,9 @@ class LRSchedule:
     * ``inverse_sqrt``: linear warmup to ``lr``, then ``lr * sqrt(warmup / step)``.
     * ``plateau``: warmup, then ``lr`` multiplied by ``plateau_factor`` whenever the
       validation metric has not improved for ``plateau_patience`` validations.
-    * ``cosine``: warmup, then cosine decay from ``lr`` to ``min_lr`` at ``total_steps``.
+    * ``cosine``: warmup, then cosine decay from ``lr`` to ``min_lr`` at ``total_steps``,
+      or earlier when the trainer reports (``set_time_progress``) that the time budget
+      is running out faster (``train.decay_by_time``).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class LRSchedule:
         self.scale = 1.0  # plateau reductions so far, as a factor
         self.best: float | None = None
         self.bad = 0
+        self.time_progress = 0.0  # fraction of train.max_minutes used (decay_by_time)
         self._apply()
 
     def lr_at(self, step: int) -> float:
@@ -73,7 +76,8 @@ class LRSchedule:
         if cfg.schedule == "inverse_sqrt":
             return cfg.lr * math.sqrt(max(warm, 1) / max(step, 1))
         if cfg.schedule == "cosine":
-            progress = min(1.0, (step - warm) / max(1, self.total_steps - warm))
+            progress = (step - warm) / max(1, self.total_steps - warm)
+            progress = min(1.0, max(progress, self.time_progress))
             return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
         if cfg.schedule == "plateau":
             return max(cfg.lr * self.scale, min(cfg.min_lr, cfg.lr))
@@ -86,6 +90,11 @@ class LRSchedule:
     def step(self) -> None:
         """Call once after each optimizer step."""
         self.step_num += 1
+        self._apply()
+
+    def set_time_progress(self, fraction: float) -> None:
+        """The share of the time budget used so far (only ``cosine`` reacts)."""
+        self.time_progress = min(1.0, max(0.0, fraction))
         self._apply()
 
     def on_validation(self, metric: float, higher_is_better: bool) -> None:
@@ -108,11 +117,15 @@ class LRSchedule:
             group["lr"] = lr
 
     def state_dict(self) -> dict:
-        return {"step": self.step_num, "scale": self.scale, "best": self.best, "bad": self.bad}
+        return {
+            "step": self.step_num, "scale": self.scale, "best": self.best, "bad": self.bad,
+            "time_progress": self.time_progress,
+        }  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         self.step_num = int(state["step"])
         self.scale = float(state["scale"])
         self.best = state["best"]
         self.bad = int(state["bad"])
+        self.time_progress = float(state.get("time_progress", 0.0))
         self._apply()

@@ -293,12 +293,15 @@ class Trainer:
 
     def _check_budgets(self) -> None:
         tc = self.tc
-        time_up = bool(tc.max_minutes) and self.elapsed() >= tc.max_minutes * 60
+        used = self.elapsed() / (tc.max_minutes * 60) if tc.max_minutes else 0.0
         signalled = self.stopper.received is not None
         if self.info.enabled:  # every rank must stop at the same step: any rank's reason counts
-            flags = torch.tensor([float(time_up), float(signalled)], device=self._flag_device())
+            flags = torch.tensor([used, float(signalled)], device=self._flag_device())
             all_reduce(flags, self.info, "max")
-            time_up, signalled = bool(flags[0] > 0), bool(flags[1] > 0)
+            used, signalled = float(flags[0]), bool(flags[1] > 0)
+        time_up = bool(tc.max_minutes) and used >= 1.0
+        if tc.decay_by_time:  # the same fraction on every rank, so their LRs agree
+            self.schedule.set_time_progress(used)
         if self.stop_reason:
             return
         if tc.max_steps and self.step >= tc.max_steps:
