@@ -218,6 +218,8 @@ def decode_speed(checkpoint: str, method: str, threads: int, limit: int) -> dict
         length_penalty=1.0,
         max_len_a=0.0,
         max_len_b=100,
+        max_tokens=1_000_000,  # batches of 32 sentences, as the peers decode
+        max_sentences=32,
     )
     translator = Translator(model, src_tok, tgt_tok, decode)
     with torch.inference_mode():

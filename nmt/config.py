@@ -184,6 +184,7 @@ class DecodeConfig:
     no_repeat_ngram_size: int = 0
     suppress_unk: bool = False
     max_tokens: int = 6000  # source tokens per decoding batch
+    max_sentences: int = 0  # sentences per decoding batch (0 = only max_tokens limits it)
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
@@ -259,7 +260,14 @@ def check_decode_config(dec: Any, prefix: str = "decode") -> None:
     for key in ("beam_size", "n_best", "max_tokens"):
         if getattr(dec, key) < 1:
             raise ConfigError(f"{prefix}.{key}={getattr(dec, key)} must be at least 1")
-    for key in ("min_len", "max_len_a", "max_len_b", "no_repeat_ngram_size", "top_k"):
+    for key in (
+        "min_len",
+        "max_len_a",
+        "max_len_b",
+        "no_repeat_ngram_size",
+        "top_k",
+        "max_sentences",
+    ):
         if getattr(dec, key) < 0:
             raise ConfigError(f"{prefix}.{key}={getattr(dec, key)} must not be negative")
     if not dec.temperature >= 0:

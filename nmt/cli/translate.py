@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--n-best", type=int, help="write the N best translations per line")
     p.add_argument("--max-tokens", type=int, help="source tokens per decoding batch")
+    p.add_argument("--batch-size", type=int, help="at most this many sentences per decoding batch")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--length-penalty", type=float, help="GNMT alpha (0 = raw log-probability)")
     p.add_argument("--max-len-a", type=float, help="max output length = a * source length + b")
@@ -60,6 +61,7 @@ def decode_config(base: DecodeConfig, args: argparse.Namespace) -> DecodeConfig:
         "beam_size": args.beam,
         "n_best": args.n_best,
         "max_tokens": args.max_tokens,
+        "max_sentences": args.batch_size,
         "length_penalty": args.length_penalty,
         "max_len_a": args.max_len_a,
         "max_len_b": args.max_len_b,

@@ -27,8 +27,9 @@ class Translation:
     attention: Tensor | None = None
 
 
-def token_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
-    """Group sentence indices, longest first, so ``len(batch) * longest <= max_tokens``.
+def token_batches(lengths: list[int], max_tokens: int, max_sentences: int = 0) -> list[list[int]]:
+    """Group sentence indices, longest first, so ``len(batch) * longest <= max_tokens``
+    and (if ``max_sentences > 0``) ``len(batch) <= max_sentences``.
 
     Sorting by length keeps padding (and wasted compute) small; a sentence longer than the
     budget gets a batch of its own.
@@ -39,7 +40,8 @@ def token_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
     longest = 0
     for i in order:
         n = max(1, lengths[i])
-        if current and max(longest, n) * (len(current) + 1) > max_tokens:
+        full = max_sentences > 0 and len(current) >= max_sentences
+        if current and (full or max(longest, n) * (len(current) + 1) > max_tokens):
             batches.append(current)
             current, longest = [], 0
         current.append(i)
@@ -56,7 +58,7 @@ class Translator:
         model: in eval mode, on ``device``.
         src_tok, tgt_tok: the checkpoint's tokenizers (``encode``/``decode``).
         decode_cfg: search method and options; ``max_tokens`` is the source-token budget of
-            one decoding batch (padding included).
+            one decoding batch (padding included), ``max_sentences`` caps its sentences.
         max_src_len: longer inputs are truncated to this many pieces (a warning on stderr
             names the line).
         warn: where warnings go (one line each).
@@ -107,7 +109,7 @@ class Translator:
         if was_training:
             self.model.eval()
         try:
-            for batch in token_batches(lengths, self.batch_budget()):
+            for batch in token_batches(lengths, self.batch_budget(), self.cfg.max_sentences):
                 idx = [todo[j] for j in batch]
                 src, src_lengths = self._pad([encoded[i] for i in idx])
                 nbest = search(self.model, src, src_lengths, self.cfg, return_attention)
