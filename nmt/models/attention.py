@@ -68,8 +68,7 @@ class Attention(nn.Module):
             query = query.unsqueeze(1)
         if self.additive:
             q = self.query_proj(query)  # (B, T, A)
-            # (B, T, 1, A) + (B, 1, S, A) -> (B, T, S, A) -> (B, T, S)
-            scores = self.v(torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1))).squeeze(-1)
+            scores = additive_scores(q, keys.to(q.dtype), self.v.weight.view(-1).to(q.dtype))
         else:
             scores = torch.bmm(query, keys.transpose(1, 2))  # (B, T, S)
         scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
@@ -78,3 +77,58 @@ class Attention(nn.Module):
         if single:
             return context.squeeze(1), weights.squeeze(1)
         return context, weights
+
+
+def additive_scores(q: Tensor, keys: Tensor, v: Tensor, chunk_elements: int = 1 << 17) -> Tensor:
+    """``scores[b, t, s] = v . tanh(q[b, t] + keys[b, s])`` without keeping the 4-d tensor.
+
+    Args:
+        q: ``(batch, tgt_len, attn_dim)``; keys: ``(batch, src_len, attn_dim)``; v: ``(attn_dim,)``.
+        chunk_elements: size of the ``(rows, tgt_len, src_len, attn_dim)`` slice worked on at
+            once (512 KiB of fp32 by default: a core's L2 cache). On a GPU the whole batch is
+            one slice (its memory is fast; the loop would only add kernel launches).
+    Returns:
+        ``(batch, tgt_len, src_len)``.
+    """
+    B, T, A = q.shape
+    if q.device.type == "cpu":
+        rows = max(1, chunk_elements // max(1, T * keys.size(1) * A))
+    else:
+        rows = B
+    return _AdditiveScores.apply(q, keys, v, rows)
+
+
+class _AdditiveScores(torch.autograd.Function):
+    """Forward and backward of :func:`additive_scores` over slices of ``rows`` batch rows.
+
+    Saves only the inputs. Backward recomputes ``e = tanh(q + k)`` per slice and forms
+    ``d pre = grad * v * (1 - e^2)`` in place; summing it over the source axis gives the
+    gradient of ``q``, over the target axis that of ``keys``.
+    """
+
+    @staticmethod
+    def forward(ctx, q, keys, v, rows):  # noqa: D102
+        B, T, _ = q.shape
+        scores = q.new_empty(B, T, keys.size(1))
+        for b in range(0, B, rows):
+            e = torch.tanh(q[b : b + rows].unsqueeze(2) + keys[b : b + rows].unsqueeze(1))
+            torch.matmul(e, v, out=scores[b : b + rows])
+        ctx.save_for_backward(q, keys, v)
+        ctx.rows = rows
+        return scores
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        q, keys, v = ctx.saved_tensors
+        rows, A = ctx.rows, q.size(2)
+        grad = grad.contiguous()
+        gq, gk = torch.empty_like(q), torch.empty_like(keys)
+        gv = torch.zeros_like(v)
+        for b in range(0, q.size(0), rows):
+            e = torch.tanh(q[b : b + rows].unsqueeze(2) + keys[b : b + rows].unsqueeze(1))
+            g = grad[b : b + rows]  # (rows, T, S)
+            gv.addmv_(e.reshape(-1, A).t(), g.reshape(-1))
+            e.mul_(e).neg_().add_(1.0).mul_(g.unsqueeze(-1)).mul_(v)  # d loss / d (q + k)
+            torch.sum(e, dim=2, out=gq[b : b + rows])
+            torch.sum(e, dim=1, out=gk[b : b + rows])
+        return gq, gk, gv, None

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.config import PAD_ID
+from nmt.models.decoder import output_layer
 
 
 class Seq2SeqObjective(nn.Module):
@@ -140,19 +141,25 @@ def _chunked_loss(x, weight, bias, targets, eps, chunk, grads):
         for start in range(0, x.size(0), chunk):
             xs = x[start : start + chunk].to(dtype)
             ys = targets[start : start + chunk].unsqueeze(1)
-            z = xs @ w.t() if b is None else torch.addmm(b, xs, w.t())  # (n, V)
-            lse = torch.logsumexp(z, dim=1, keepdim=True)  # (n, 1)
-            gold_nll = lse.squeeze(1) - z.gather(1, ys).squeeze(1)
+            z = output_layer(xs, w, b)  # (n, V)
+            gold = z.gather(1, ys).squeeze(1)
+            mean = z.mean(dim=1) if eps > 0 else None
+            # One exp pass serves the loss and the gradient: z becomes softmax(z) in place.
+            top = z.amax(dim=1, keepdim=True)
+            p = z.sub_(top).exp_()
+            total = p.sum(dim=1, keepdim=True)
+            lse = (top + total.log()).squeeze(1)  # (n,) log-sum-exp
+            gold_nll = lse - gold
             nll += gold_nll.sum()
             if eps > 0:
-                smooth = lse.squeeze(1) - z.mean(dim=1)  # -mean_v log p_v
+                smooth = lse - mean  # -mean_v log p_v
                 loss += ((1.0 - eps) * gold_nll + eps * smooth).sum()
             else:
                 loss += gold_nll.sum()
             if grads is None:
                 continue
             # d loss / d z = softmax(z) - (1 - eps) * one_hot - eps / V, formed in place.
-            g = z.sub_(lse).exp_()
+            g = p.mul_(total.reciprocal_())
             if eps > 0:
                 g.sub_(eps / vocab)
             g.scatter_add_(1, ys, g.new_full(ys.shape, -(1.0 - eps)))
