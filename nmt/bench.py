@@ -8,9 +8,13 @@ Each phase runs in its own child process, so its peak RSS is its own:
    Adam 1e-3, no label smoothing, ~2,000 non-pad target tokens per update), input feeding
    off and on: median target tokens/s and ms per :meth:`Trainer.train_step` after warm-up,
    model FLOPs per target token (from the architecture) and the fraction of the peak.
-3. ``decode``: a *trained* model (trained here for a fixed budget with ``nmt-train``, or
-   ``--checkpoint``) translates Multi30k test_2016_flickr greedily and with beam 5
-   (GNMT alpha 1.0, at most 100 pieces): sentences/s, output tokens/s, BLEU.
+   A few more steps run under ``torch.profiler`` to split the step's time between
+   encoder, decoder RNN, attention, output layer + loss and optimizer (:mod:`nmt.profiling`).
+3. ``decode``: a *trained* model translates Multi30k test_2016_flickr greedily and with beam
+   5 (GNMT alpha 1.0, at most 100 pieces, batches of 32 sentences): sentences/s, output
+   tokens/s, BLEU. The model is the peers' exact architecture (input feeding on) trained
+   here for the peers' budget, 300 updates of ~2,000 target tokens (``--checkpoint`` loads
+   another), so its BLEU can be set beside theirs.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import multiprocessing as mp
 import resource
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +37,34 @@ REFERENCE = [
     "model.emb_dim=256",
     "model.hidden_dim=256",
     "model.dropout=0.2",
+    "model.bridge=none",  # the peers start the decoder from the encoder's final state
     "train.label_smoothing=0.0",
     "train.lr=0.001",
     "train.schedule=constant",
     "train.clip_norm=5.0",
 ]
 TARGET_TOKENS_PER_UPDATE = 2000
+
+
+@dataclass
+class BenchPlan:
+    """How much each phase does (:func:`plan` gives the full and quick ones)."""
+
+    warmup: int = 10  # untimed training steps
+    steps: int = 60  # timed training steps
+    profile_steps: int = 5  # steps under torch.profiler for the time split
+    decode_updates: int = 300  # training budget of the decode model (the peers' budget)
+    decode_sentences: int = 1000  # of test_2016_flickr
+    tokens_per_update: int = TARGET_TOKENS_PER_UPDATE
+    overrides: list[str] = field(default_factory=list)  # on top of REFERENCE
+
+
+def plan(quick: bool) -> BenchPlan:
+    if quick:
+        return BenchPlan(
+            warmup=5, steps=15, profile_steps=3, decode_updates=100, decode_sentences=500
+        )
+    return BenchPlan()
 
 
 def compose(overrides: list[str]):
@@ -105,12 +132,16 @@ def flops_per_target_token(
     return 3 * 2 * forward_macs
 
 
-def train_speed(overrides: list[str], threads: int, warmup: int, steps: int) -> dict[str, Any]:
-    """Time ``Trainer.train_step`` on the real batches of the first epoch."""
+def train_speed(
+    overrides: list[str], threads: int, warmup: int, steps: int, profile_steps: int
+) -> dict[str, Any]:
+    """Time ``Trainer.train_step`` on the real batches of the first epoch, then profile a
+    few more steps for the time split."""
     import tempfile
 
     import torch
 
+    from nmt.profiling import step_time_split
     from nmt.train.distributed import DistInfo
     from nmt.train.runfolder import StopSignal
     from nmt.train.seq2seq_task import Seq2SeqTask
@@ -131,15 +162,17 @@ def train_speed(overrides: list[str], threads: int, warmup: int, steps: int) -> 
             if i >= warmup:
                 times.append(time.perf_counter() - t)
                 tokens.append(n)
-    split = task.train_split
-    src_tokens = sum(len(x) for x in split.src)
-    tgt_tokens = sum(len(y) + 1 for y in split.tgt)
+        profiled = batches[warmup + steps : warmup + steps + profile_steps]
+        split = step_time_split(task.model, lambda b: trainer.train_step([b]), profiled)
+    data = task.train_split
+    src_tokens = sum(len(x) for x in data.src)
+    tgt_tokens = sum(len(y) + 1 for y in data.tgt)
     flops = flops_per_target_token(
         cfg.model,
         task.src_tok.vocab_size,
         task.tgt_tok.vocab_size,
         src_tokens / tgt_tokens,
-        src_tokens / len(split),
+        src_tokens / len(data),
     )
     rates = [n / t for n, t in zip(tokens, times)]
     return {
@@ -153,6 +186,7 @@ def train_speed(overrides: list[str], threads: int, warmup: int, steps: int) -> 
         "ms_per_step": round(1000 * statistics.median(times), 1),
         "flops_per_tgt_token": round(flops),
         "peak_rss_mib": round(peak_rss_mib()),
+        "time_split": split,
     }
 
 
@@ -176,7 +210,8 @@ def calibrate_max_tokens(overrides: list[str], target: int = TARGET_TOKENS_PER_U
 
 
 # --- 3. decoding speed -----------------------------------------------------------------
-def train_decode_model(overrides: list[str], out: Path, minutes: float, threads: int) -> dict:
+def train_decode_model(overrides: list[str], out: Path, updates: int, threads: int) -> dict:
+    """Train the decode model for exactly ``updates`` updates (no time limit)."""
     from nmt.train.trainer import train
 
     start = time.perf_counter()
@@ -184,15 +219,16 @@ def train_decode_model(overrides: list[str], out: Path, minutes: float, threads:
         compose(
             [
                 *overrides,
-                f"train.max_minutes={minutes}",
-                f"train.threads={threads}",
+                f"train.max_steps={updates}",
                 "train.max_epochs=0",
+                "train.max_minutes=0",
+                f"train.threads={threads}",
             ]
         ),
         out_dir=out,
     )
     return {
-        "trained_minutes": minutes,
+        "trained_updates": updates,
         "valid_bleu_greedy": round(best, 2),
         "wall_seconds": round(time.perf_counter() - start, 1),
     }
@@ -250,38 +286,51 @@ def in_child(fn, *args):
         return pool.apply(fn, args)
 
 
+def _in_process(fn, *args):
+    return fn(*args)
+
+
 def run_bench(
-    quick: bool,
+    bench_plan: BenchPlan,
     threads: int,
     checkpoint: str | None,
-    train_minutes: float | None,
     work: Path,
     log=print,
+    mode: str = "full",
+    isolate: bool = True,
 ) -> dict[str, Any]:
-    """All phases; returns the JSON-ready result."""
+    """All phases; returns the JSON-ready result. ``isolate=False`` runs them in this
+    process (quicker to start; the peak RSS figures are then this process's)."""
     import platform
 
     import torch
 
     started = time.time()
+    call = in_child if isolate else _in_process
+    bp = bench_plan
     result: dict[str, Any] = {
-        "mode": "quick" if quick else "full",
+        "mode": mode,
         "threads": threads,
         "torch": torch.__version__,
         "machine": f"{platform.machine()}, {mp.cpu_count()} cores",
     }
     log("matmul peak ...")
-    result["matmul"] = in_child(matmul_peak, threads)
+    result["matmul"] = call(matmul_peak, threads)
     peak = result["matmul"]["gflops"]
     log(f"  {peak} GFLOP/s")
-    max_tokens = in_child(calibrate_max_tokens, REFERENCE)
-    base = [*REFERENCE, f"train.max_tokens={max_tokens}"]
-    warmup, steps = (5, 15) if quick else (10, 60)
+    reference = [*REFERENCE, *bp.overrides]
+    max_tokens = call(calibrate_max_tokens, reference, bp.tokens_per_update)
+    base = [*reference, f"train.max_tokens={max_tokens}"]
     result["train"] = []
     for feeding in (False, True):
         log(f"train speed, input feeding {'on' if feeding else 'off'} ...")
-        row = in_child(
-            train_speed, [*base, f"model.input_feeding={feeding}"], threads, warmup, steps
+        row = call(
+            train_speed,
+            [*base, f"model.input_feeding={feeding}"],
+            threads,
+            bp.warmup,
+            bp.steps,
+            bp.profile_steps,
         )
         row["achieved_gflops"] = round(row["tgt_tok_s"] * row["flops_per_tgt_token"] / 1e9, 1)
         row["fraction_of_peak"] = round(row["achieved_gflops"] / peak, 3)
@@ -291,17 +340,22 @@ def run_bench(
     if checkpoint:
         result["decode_model"] = {"checkpoint": checkpoint, "trained_here": False}
     else:
-        minutes = train_minutes if train_minutes is not None else (0.75 if quick else 6.0)
-        log(f"training the decode model for {minutes} min ...")
+        log(f"training the decode model for {bp.decode_updates} updates (input feeding on) ...")
         out = work / "decode_model"
-        info = in_child(train_decode_model, base, out, minutes, threads)
-        result["decode_model"] = {"checkpoint": str(out), "trained_here": True, **info}
-        checkpoint = str(out)
+        info = call(
+            train_decode_model,
+            [*base, "model.input_feeding=true"],
+            out,
+            bp.decode_updates,
+            threads,
+        )
+        # last.pt: the model after exactly that many updates (best.pt may be an earlier one)
+        checkpoint = str(out / "last.pt")
+        result["decode_model"] = {"checkpoint": checkpoint, "trained_here": True, **info}
     result["decode"] = []
-    limit = 500 if quick else 1000
     for method in ("greedy", "beam5"):
         log(f"decode {method} ...")
-        row = in_child(decode_speed, checkpoint, method, threads, limit)
+        row = call(decode_speed, checkpoint, method, threads, bp.decode_sentences)
         result["decode"].append(row)
         log(f"  {row['sent_s']} sent/s, BLEU {row['bleu']}")
     result["wall_seconds"] = round(time.time() - started, 1)
@@ -322,9 +376,21 @@ def format_table(result: dict[str, Any]) -> str:
             f"{r['flops_per_tgt_token'] / 1e9:.4f} | {100 * r['fraction_of_peak']:.1f} | "
             f"{r['peak_rss_mib']} |"
         )
+    splits = [r.get("time_split") for r in result["train"]]
+    if all(splits):
+        parts = list(dict.fromkeys(p for split in splits for p in split))
+        lines += [
+            "",
+            "time split of a training step (torch.profiler, forward + backward)",
+            "| train | " + " | ".join(parts) + " |",
+            "|---|" + "---:|" * len(parts),
+        ]
+        for r in result["train"]:
+            cells = " | ".join(f"{100 * r['time_split'].get(p, 0.0):.1f} %" for p in parts)
+            lines.append(f"| input feeding {'on' if r['input_feeding'] else 'off'} | {cells} |")
     dm = result["decode_model"]
     trained = (
-        f"trained here for {dm['trained_minutes']} min (input feeding off)"
+        f"trained here for {dm['trained_updates']} updates (input feeding on)"
         if dm["trained_here"]
         else f"loaded from {dm['checkpoint']}"
     )

@@ -60,10 +60,64 @@ def test_format_table_lists_every_row():
         "torch": "x",
         "matmul": {"gflops": 100.0},
         "train": [train, {**train, "input_feeding": True}],
-        "decode_model": {"trained_here": True, "trained_minutes": 1.0},
+        "decode_model": {"trained_here": True, "trained_updates": 300},
         "decode": [decode, {**decode, "method": "greedy"}],
     }
     table = format_table(result)
     assert "| input feeding off | 2000 | 3000 | 600.0 |" in table
     assert "| input feeding on |" in table and "| beam5 | 1000 | 200.0 |" in table
     assert "| greedy |" in table and "matmul peak 100.0 GFLOP/s" in table
+
+
+def test_bench_smoke_run_writes_every_field(shared_data, monkeypatch, tmp_path):
+    """The whole bench, shrunk (tiny model, a few steps, 8 sentences; phases in this process):
+    every number the table and the JSON report is there and positive."""
+    from nmt.bench import BenchPlan, run_bench
+
+    monkeypatch.setenv("NMT_DATA_MIRROR", str(shared_data))
+    tiny = BenchPlan(
+        warmup=1,
+        steps=2,
+        profile_steps=1,
+        decode_updates=2,
+        decode_sentences=8,
+        tokens_per_update=300,
+        overrides=[
+            "data.train_limit=300",
+            "tokenizer.vocab_size=300",
+            "tokenizer.input_sentence_size=3000",
+            "model.emb_dim=16",
+            "model.hidden_dim=32",
+            "train.valid_max_sentences=4",
+            "train.log_every=1",
+        ],
+    )
+    result = run_bench(tiny, 1, None, tmp_path, log=lambda *_: None, mode="smoke", isolate=False)
+    assert result["matmul"]["gflops"] > 0
+    assert [r["input_feeding"] for r in result["train"]] == [False, True]
+    for row in result["train"]:
+        for key in (
+            "tgt_tok_s",
+            "ms_per_step",
+            "flops_per_tgt_token",
+            "peak_rss_mib",
+            "achieved_gflops",
+            "roofline_tgt_tok_s",
+            "tgt_tokens_per_update",
+        ):
+            assert row[key] > 0, key
+        assert row["timed_steps"] == 2
+        split = row["time_split"]
+        assert sum(split.values()) == pytest.approx(1.0, abs=0.01)
+        for part in ("encoder", "decoder RNN", "attention", "output layer + loss", "optimizer"):
+            assert split[part] > 0, part
+    assert result["decode_model"]["trained_here"] and result["decode_model"]["trained_updates"] == 2
+    assert [r["method"] for r in result["decode"]] == ["greedy", "beam5"]
+    for row in result["decode"]:
+        assert row["sentences"] == 8
+        for key in ("sent_s", "out_tok_s", "seconds", "peak_rss_mib"):
+            assert row[key] > 0, key
+        assert row["bleu"] >= 0 and "nrefs:1" in row["bleu_signature"]
+    table = format_table(result)
+    assert "time split of a training step" in table
+    assert table.count("| input feeding on |") == 2  # the speed row and the split row
