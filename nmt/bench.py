@@ -162,6 +162,7 @@ def train_speed(
             if i >= warmup:
                 times.append(time.perf_counter() - t)
                 tokens.append(n)
+        rss = peak_rss_mib()  # before profiling: the profiler's event records are not training
         profiled = batches[warmup + steps : warmup + steps + profile_steps]
         split = step_time_split(task.model, lambda b: trainer.train_step([b]), profiled)
     data = task.train_split
@@ -185,7 +186,7 @@ def train_speed(
         "tgt_tok_s": round(statistics.median(rates)),
         "ms_per_step": round(1000 * statistics.median(times), 1),
         "flops_per_tgt_token": round(flops),
-        "peak_rss_mib": round(peak_rss_mib()),
+        "peak_rss_mib": round(rss),
         "time_split": split,
     }
 
