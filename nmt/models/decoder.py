@@ -141,27 +141,21 @@ class Decoder(nn.Module):
         return feats, self.out.weight, self.out.bias
 
 
-def output_layer(
-    x: Tensor, weight: Tensor, bias: Tensor | None, out: Tensor | None = None
-) -> Tensor:
-    """``x (..., d) @ weight (V, d).T + bias`` without autograd, written into ``out`` if given.
+def output_layer(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``x (..., d) @ weight (V, d).T + bias`` without autograd.
 
-    On the CPU the product is formed in slices of 512 vocabulary rows written in place into
-    the ``(n, V)`` result. Measured on a 2-core AMD EPYC with torch's MKL (docs/performance.md):
-    one ``(n, 256) x (256, 5470)`` call ran at ~35-45 GFLOP/s, the same work in 512-row slices
-    at ~55-70, whatever ``n``; a slice's weights (512 KiB) stay in cache while it is used.
+    On the CPU (fp32, no autocast) the product is formed in slices of 512 vocabulary rows
+    written in place into the ``(n, V)`` result. Measured on a 2-core AMD EPYC with torch's
+    MKL (docs/performance.md): one ``(n, 256) x (256, 5470)`` call ran at ~35-45 GFLOP/s, the
+    same work in 512-row slices at ~55-70, whatever ``n``. Elsewhere it is ``F.linear``
+    (which also keeps autocast's casts).
     """
+    if x.device.type != "cpu" or x.dtype != weight.dtype or torch.is_autocast_enabled("cpu"):
+        return torch.nn.functional.linear(x, weight, bias)
     lead, d = x.shape[:-1], x.size(-1)
     x2 = x.reshape(-1, d)
     V = weight.size(0)
-    if out is None:
-        out = x2.new_empty(x2.size(0), V)
-    if x.device.type != "cpu":
-        return (
-            torch.addmm(bias, x2, weight.t(), out=out)
-            if bias is not None
-            else torch.mm(x2, weight.t(), out=out)
-        ).view(*lead, V)
+    out = x2.new_empty(x2.size(0), V)
     for v in range(0, V, OUTPUT_SLICE):
         w = weight[v : v + OUTPUT_SLICE].t()
         if bias is None:
