@@ -25,7 +25,7 @@ PREFIX = "part::"
 BACKWARD = "autograd::engine::evaluate_function:"
 
 
-def seq2seq_parts(model: nn.Module) -> dict[str, nn.Module]:
+def seq2seq_parts(model: nn.Module) -> dict[str, list[nn.Module]]:
     """The parts of a :class:`~nmt.models.seq2seq.Seq2Seq`, by the name the split uses."""
     dec = model.decoder
     parts = {

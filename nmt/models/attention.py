@@ -98,6 +98,11 @@ def additive_scores(q: Tensor, keys: Tensor, v: Tensor, chunk_elements: int = 1 
     return _AdditiveScores.apply(q, keys, v, rows)
 
 
+def _tanh_slice(q: Tensor, keys: Tensor, b: int, rows: int) -> Tensor:
+    """``tanh(q + keys)`` for batch rows ``b : b + rows``: ``(rows, T, S, A)``, one buffer."""
+    return (q[b : b + rows].unsqueeze(2) + keys[b : b + rows].unsqueeze(1)).tanh_()
+
+
 class _AdditiveScores(torch.autograd.Function):
     """Forward and backward of :func:`additive_scores` over slices of ``rows`` batch rows.
 
@@ -111,8 +116,7 @@ class _AdditiveScores(torch.autograd.Function):
         B, T, _ = q.shape
         scores = q.new_empty(B, T, keys.size(1))
         for b in range(0, B, rows):
-            e = torch.tanh(q[b : b + rows].unsqueeze(2) + keys[b : b + rows].unsqueeze(1))
-            torch.matmul(e, v, out=scores[b : b + rows])
+            torch.matmul(_tanh_slice(q, keys, b, rows), v, out=scores[b : b + rows])
         ctx.save_for_backward(q, keys, v)
         ctx.rows = rows
         return scores
@@ -125,7 +129,7 @@ class _AdditiveScores(torch.autograd.Function):
         gq, gk = torch.empty_like(q), torch.empty_like(keys)
         gv = torch.zeros_like(v)
         for b in range(0, q.size(0), rows):
-            e = torch.tanh(q[b : b + rows].unsqueeze(2) + keys[b : b + rows].unsqueeze(1))
+            e = _tanh_slice(q, keys, b, rows)
             g = grad[b : b + rows]  # (rows, T, S)
             gv.addmv_(e.reshape(-1, A).t(), g.reshape(-1))
             e.mul_(e).neg_().add_(1.0).mul_(g.unsqueeze(-1)).mul_(v)  # d loss / d (q + k)

@@ -128,10 +128,7 @@ class Decoder(nn.Module):
 
     def logits(self, feats: Tensor) -> Tensor:
         """``(..., hidden)`` -> ``(..., vocab)``."""
-        x, weight, bias = self.output_projection(feats)
-        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-            return torch.nn.functional.linear(x, weight, bias)
-        return output_layer(x, weight, bias)
+        return output_layer(*self.output_projection(feats))
 
     def output_projection(self, feats: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """The output layer as ``(x, weight, bias)`` with ``logits = x @ weight.T + bias``
@@ -142,15 +139,21 @@ class Decoder(nn.Module):
 
 
 def output_layer(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``x (..., d) @ weight (V, d).T + bias`` without autograd.
+    """``x (..., d) @ weight (V, d).T + bias``.
 
-    On the CPU (fp32, no autocast) the product is formed in slices of 512 vocabulary rows
-    written in place into the ``(n, V)`` result. Measured on a 2-core AMD EPYC with torch's
+    On the CPU without autograd (fp32, no autocast) the product is formed in slices of 512
+    vocabulary rows written in place into the ``(n, V)`` result. Measured on a 2-core AMD EPYC with torch's
     MKL (docs/performance.md): one ``(n, 256) x (256, 5470)`` call ran at ~35-45 GFLOP/s, the
     same work in 512-row slices at ~55-70, whatever ``n``. Elsewhere it is ``F.linear``
     (which also keeps autocast's casts).
     """
-    if x.device.type != "cpu" or x.dtype != weight.dtype or torch.is_autocast_enabled("cpu"):
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    if (
+        needs_grad
+        or x.device.type != "cpu"
+        or x.dtype != weight.dtype
+        or torch.is_autocast_enabled("cpu")
+    ):
         return torch.nn.functional.linear(x, weight, bias)
     lead, d = x.shape[:-1], x.size(-1)
     x2 = x.reshape(-1, d)
