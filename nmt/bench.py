@@ -38,6 +38,7 @@ REFERENCE = [
     "model.hidden_dim=256",
     "model.dropout=0.2",
     "model.bridge=none",  # the peers start the decoder from the encoder's final state
+    "model.attentional_vector=linear",  # W [c; h] + b, no tanh: eole's and OpenNMT-py's "mlp"
     "train.label_smoothing=0.0",
     "train.lr=0.001",
     "train.schedule=constant",
@@ -126,7 +127,7 @@ def flops_per_target_token(
             att = H * H + src_per_tgt * H * H + src_len * H + src_len * H  # q, keys, v, ctx
         else:
             att = H * H + 2 * src_len * H
-        att += 2 * H * H  # attentional vector tanh(W[h; c])
+        att += 2 * H * H  # attentional vector W[h; c]
     out = H * tgt_vocab
     forward_macs = src_per_tgt * enc + dec + att + out
     return 3 * 2 * forward_macs

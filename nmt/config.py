@@ -86,6 +86,10 @@ class ModelConfig:
     cell: str = "gru"  # rnn | gru | lstm
     attention: str = "bahdanau"  # none | bahdanau | luong_dot | luong_general | luong_concat
     input_feeding: bool = False
+    # The attentional vector (the output feature) from the RNN state h and the context c:
+    # tanh: tanh(W [h; c]) (Luong et al. 2015; JoeyNMT) | linear: W [h; c] + b (OpenNMT-py
+    # and eole with MLP attention; from uniform init it learns faster, docs/performance.md)
+    attentional_vector: str = "tanh"
     layers: int = 1
     bidirectional: bool = True
     emb_dim: int = 256

@@ -147,6 +147,7 @@ def test_bridge_shapes_and_values(cell, bidirectional, layers, bridge):
         (dict(cell="transformer"), (V_SRC, V_TGT), "model.cell"),
         (dict(attention="luong"), (V_SRC, V_TGT), "model.attention"),
         (dict(bridge="mlp"), (V_SRC, V_TGT), "model.bridge"),
+        (dict(attentional_vector="relu"), (V_SRC, V_TGT), "model.attentional_vector"),
         (dict(init="normal"), (V_SRC, V_TGT), "model.init"),
         (dict(dropout=1.0), (V_SRC, V_TGT), "model.dropout"),
         (dict(layers=0), (V_SRC, V_TGT), "model.layers"),
@@ -158,6 +159,42 @@ def test_bridge_shapes_and_values(cell, bidirectional, layers, bridge):
 def test_invalid_combinations_raise_config_error(overrides, vocab, match):
     with pytest.raises(ConfigError, match=match):
         build_model(OmegaConf.structured(ModelConfig(**overrides)), *vocab)
+
+
+@pytest.mark.parametrize("kind", ["tanh", "linear"])
+def test_attentional_vector_is_tanh_or_linear(kind):
+    model = make(attention="bahdanau", input_feeding=True, attentional_vector=kind)
+    dec = model.decoder
+    with torch.no_grad():
+        dec.combine.weight.mul_(50.0)  # pre-activations well outside [-1, 1]
+    src, src_len = padded(SRC)
+    tgt, _ = padded(TGT_IN)
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        h = torch.randn(3, 8)
+        feat, _ = dec._attend(h, enc)
+        context, _ = dec.attention(h, enc.keys, enc.memory, enc.mask)
+        pre = torch.cat([h, context], -1) @ dec.combine.weight.T
+        if kind == "linear":
+            expected = pre + dec.combine.bias
+            assert feat.abs().max() > 1.0
+        else:
+            assert dec.combine.bias is None
+            expected = torch.tanh(pre)
+        torch.testing.assert_close(feat, expected)
+        # Input feeding passes the same vector on: the step path still equals teacher forcing.
+        full, _ = model(src, src_len, tgt)
+        state = model.init_state(enc)
+        for t in range(tgt.size(1)):
+            lp, _, state = model.step(tgt[:, t], state, enc)
+            torch.testing.assert_close(lp, full[:, t], atol=1e-5, rtol=0)
+
+
+def test_checkpoint_configs_without_attentional_vector_keep_tanh():
+    from nmt.config import from_plain
+
+    old = {"model": {"cell": "gru", "attention": "bahdanau"}}  # written before the option
+    assert from_plain(old).model.attentional_vector == "tanh"
 
 
 def test_tied_and_shared_embeddings():

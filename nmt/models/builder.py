@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 ARCHS = ("seq2seq", "char_lm")
 BRIDGES = ("none", "linear")
+ATTENTIONAL_VECTORS = ("tanh", "linear")
 INITS = ("uniform", "xavier")
 
 
@@ -48,6 +49,7 @@ def build_model(model_cfg: Any, src_vocab_size: int, tgt_vocab_size: int) -> Seq
             cell=c.cell,
             attention=c.attention,
             input_feeding=c.input_feeding,
+            attentional_vector=c.attentional_vector,
             layers=c.layers,
             bidirectional=c.bidirectional,
             emb_dim=c.emb_dim,
@@ -74,6 +76,7 @@ def check_model_config(c: Any, src_vocab_size: int, tgt_vocab_size: int) -> None
     one_of("cell", c.cell, CELLS)
     one_of("attention", c.attention, ATTENTIONS)
     one_of("bridge", c.bridge, BRIDGES)
+    one_of("attentional_vector", c.attentional_vector, ATTENTIONAL_VECTORS)
     one_of("init", c.init, INITS)
     for key in ("layers", "emb_dim", "hidden_dim"):
         if getattr(c, key) < 1:

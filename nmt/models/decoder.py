@@ -2,7 +2,8 @@
 
 Luong order at every step: the RNN takes [embedding (; previous attentional vector when
 input feeding)], then its new top hidden state ``h`` attends over the source, and the
-attentional vector ``tanh(W [h; context])`` is the output feature. Without attention the
+attentional vector ``tanh(W [h; context])`` is the output feature (``W [h; context] + b`` without the tanh
+when ``attentional_vector="linear"``, as OpenNMT-py and eole do). Without attention the
 feature is ``h`` itself.
 
 :meth:`Decoder.step` is the one step function used by training (input feeding) and every
@@ -43,6 +44,7 @@ class Decoder(nn.Module):
     Args:
         embed: the target embeddings (possibly shared with the source).
         memory_dim: width of the encoder memory (unused without attention).
+        attentional_vector: ``tanh`` (``tanh(W [h; c])``) or ``linear`` (``W [h; c] + b``).
         tie: share the output matrix with ``embed``'s table (through a linear
             ``hidden -> emb_dim`` map when the sizes differ).
     """
@@ -58,6 +60,7 @@ class Decoder(nn.Module):
         attention: str = "none",
         input_feeding: bool = False,
         memory_dim: int = 0,
+        attentional_vector: str = "tanh",
         tie: bool = False,
     ) -> None:
         super().__init__()
@@ -70,7 +73,9 @@ class Decoder(nn.Module):
         self.combine: nn.Linear | None = None
         if attention != "none":
             self.attention = Attention(attention, hidden, memory_dim, hidden)
-            self.combine = nn.Linear(hidden + memory_dim, hidden, bias=False)
+            bias = attentional_vector == "linear"
+            self.combine = nn.Linear(hidden + memory_dim, hidden, bias=bias)
+        self.combine_tanh = attentional_vector == "tanh"
         self.dropout = nn.Dropout(dropout)
         self.pre_output: nn.Linear | None = None
         if tie:
@@ -90,7 +95,9 @@ class Decoder(nn.Module):
         if self.attention is None:
             return self.dropout(h), None
         context, weights = self.attention(h, enc.keys, enc.memory, enc.mask)
-        feat = torch.tanh(self.combine(torch.cat([h, context], dim=-1)))
+        feat = self.combine(torch.cat([h, context], dim=-1))
+        if self.combine_tanh:
+            feat = torch.tanh(feat)
         return self.dropout(feat), weights
 
     def step(

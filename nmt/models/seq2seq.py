@@ -26,6 +26,7 @@ class Seq2Seq(nn.Module):
         cell: str = "gru",
         attention: str = "bahdanau",
         input_feeding: bool = False,
+        attentional_vector: str = "tanh",
         layers: int = 1,
         bidirectional: bool = True,
         emb_dim: int = 256,
@@ -49,6 +50,7 @@ class Seq2Seq(nn.Module):
             dropout,
             attention=attention,
             input_feeding=input_feeding,
+            attentional_vector=attentional_vector,
             memory_dim=hidden_dim,
             tie=tie_embeddings,
         )
