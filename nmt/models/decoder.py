@@ -105,7 +105,12 @@ class Decoder(nn.Module):
     ) -> tuple[Tensor, Tensor | None, DecoderState]:
         """One token per row: ``prev (batch,)`` -> features ``(batch, hidden)``,
         attention ``(batch, src_len)`` | None, and the next state."""
-        x = self.embed(prev)
+        return self._step(self.embed(prev), state, enc)
+
+    def _step(
+        self, x: Tensor, state: DecoderState, enc: EncoderOutput | None
+    ) -> tuple[Tensor, Tensor | None, DecoderState]:
+        """:meth:`step` from the embedded tokens ``x (batch, emb_dim)``."""
         if self.input_feeding:
             x = torch.cat([x, state.feed], dim=-1)
         out, hidden = self.rnn(x.unsqueeze(1), state.hidden)
@@ -123,9 +128,11 @@ class Decoder(nn.Module):
             changes its earlier positions: the RNN only looks back).
         """
         if self.input_feeding:
+            # One embedding lookup for all steps: one backward into the table, not one per step.
+            embedded = self.embed(tgt_in)
             feats, attns = [], []
             for t in range(tgt_in.size(1)):
-                feat, attn, state = self.step(tgt_in[:, t], state, enc)
+                feat, attn, state = self._step(embedded[:, t], state, enc)
                 feats.append(feat)
                 attns.append(attn)
             return torch.stack(feats, 1), torch.stack(attns, 1), state
