@@ -236,7 +236,11 @@ def train_decode_model(overrides: list[str], out: Path, updates: int, threads: i
     }
 
 
-def decode_speed(checkpoint: str, method: str, threads: int, limit: int) -> dict[str, Any]:
+def decode_speed(
+    checkpoint: str, method: str, threads: int, limit: int, workers: int = 1
+) -> dict[str, Any]:
+    """Decode the first ``limit`` test sentences with ``threads`` torch threads, split
+    between ``workers`` processes (``decode.workers``)."""
     import torch
 
     from nmt.config import DecodeConfig
@@ -258,6 +262,7 @@ def decode_speed(checkpoint: str, method: str, threads: int, limit: int) -> dict
         max_len_b=100,
         max_tokens=1_000_000,  # batches of 32 sentences, as the peers decode
         max_sentences=32,
+        workers=workers,
     )
     translator = Translator(model, src_tok, tgt_tok, decode)
     with torch.inference_mode():
@@ -277,7 +282,13 @@ def decode_speed(checkpoint: str, method: str, threads: int, limit: int) -> dict
         "bleu": scores["bleu"],
         "chrf": scores["chrf"],
         "bleu_signature": scores["bleu_signature"],
+        "workers": workers,
+        "threads_per_worker": max(1, threads // workers),
         "peak_rss_mib": round(peak_rss_mib()),
+        # the largest worker process (0 without workers); each also maps the shared model
+        "worker_peak_rss_mib": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if workers > 1 else 0
+        ),
     }
 
 
@@ -355,11 +366,16 @@ def run_bench(
         checkpoint = str(out / "last.pt")
         result["decode_model"] = {"checkpoint": checkpoint, "trained_here": True, **info}
     result["decode"] = []
-    for method in ("greedy", "beam5"):
-        log(f"decode {method} ...")
-        row = call(decode_speed, checkpoint, method, threads, bp.decode_sentences)
-        result["decode"].append(row)
-        log(f"  {row['sent_s']} sent/s, BLEU {row['bleu']}")
+    # One process with all threads, then (with 2+ threads) one single-threaded worker per
+    # thread, the layout small decoder steps use best (nmt.search.workers).
+    for workers in (1, threads) if threads > 1 else (1,):
+        for method in ("greedy", "beam5"):
+            log(
+                f"decode {method}, {workers} process(es) x {max(1, threads // workers)} threads ..."
+            )
+            row = call(decode_speed, checkpoint, method, threads, bp.decode_sentences, workers)
+            result["decode"].append(row)
+            log(f"  {row['sent_s']} sent/s, BLEU {row['bleu']}")
     result["wall_seconds"] = round(time.time() - started, 1)
     return result
 
@@ -399,12 +415,16 @@ def format_table(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"decode test_2016_flickr, model {trained}",
-        "| search | sentences | sent/s | out tok/s | BLEU | chrF | peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| search | processes x threads | sentences | sent/s | out tok/s | BLEU | chrF "
+        "| peak RSS MiB (largest worker) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["decode"]:
+        rss = f"{r['peak_rss_mib']}"
+        if r["workers"] > 1:
+            rss += f" ({r['worker_peak_rss_mib']})"
         lines.append(
-            f"| {r['method']} | {r['sentences']} | {r['sent_s']} | {r['out_tok_s']} | "
-            f"{r['bleu']} | {r['chrf']} | {r['peak_rss_mib']} |"
+            f"| {r['method']} | {r['workers']} x {r['threads_per_worker']} | {r['sentences']} | "
+            f"{r['sent_s']} | {r['out_tok_s']} | {r['bleu']} | {r['chrf']} | {rss} |"
         )
     return "\n".join(lines)

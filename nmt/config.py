@@ -189,6 +189,9 @@ class DecodeConfig:
     suppress_unk: bool = False
     max_tokens: int = 6000  # source tokens per decoding batch
     max_sentences: int = 0  # sentences per decoding batch (0 = only max_tokens limits it)
+    # CPU processes decoding batches in parallel, the torch threads split between them
+    # (nmt.search.workers); 1 = batches one after the other in this process
+    workers: int = 1
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
@@ -261,7 +264,7 @@ def check_decode_config(dec: Any, prefix: str = "decode") -> None:
         raise ConfigError(
             f"{prefix}.method={dec.method!r} is unknown: use one of {', '.join(DECODE_METHODS)}"
         )
-    for key in ("beam_size", "n_best", "max_tokens"):
+    for key in ("beam_size", "n_best", "max_tokens", "workers"):
         if getattr(dec, key) < 1:
             raise ConfigError(f"{prefix}.{key}={getattr(dec, key)} must be at least 1")
     for key in (

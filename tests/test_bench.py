@@ -52,7 +52,10 @@ def test_format_table_lists_every_row():
         "out_tok_s": 3000,
         "bleu": 40.0,
         "chrf": 60.0,
+        "workers": 1,
+        "threads_per_worker": 2,
         "peak_rss_mib": 400,
+        "worker_peak_rss_mib": 0,
     }
     result = {
         "mode": "quick",
@@ -61,11 +64,16 @@ def test_format_table_lists_every_row():
         "matmul": {"gflops": 100.0},
         "train": [train, {**train, "input_feeding": True}],
         "decode_model": {"trained_here": True, "trained_updates": 300},
-        "decode": [decode, {**decode, "method": "greedy"}],
+        "decode": [
+            decode,
+            {**decode, "method": "greedy"},
+            {**decode, "workers": 2, "threads_per_worker": 1, "worker_peak_rss_mib": 350},
+        ],
     }
     table = format_table(result)
     assert "| input feeding off | 2000 | 3000 | 600.0 |" in table
-    assert "| input feeding on |" in table and "| beam5 | 1000 | 200.0 |" in table
+    assert "| input feeding on |" in table and "| beam5 | 1 x 2 | 1000 | 200.0 |" in table
+    assert "| beam5 | 2 x 1 | 1000 | 200.0 |" in table and "| 400 (350) |" in table
     assert "| greedy |" in table and "matmul peak 100.0 GFLOP/s" in table
 
 
@@ -92,7 +100,7 @@ def test_bench_smoke_run_writes_every_field(shared_data, monkeypatch, tmp_path):
             "train.log_every=1",
         ],
     )
-    result = run_bench(tiny, 1, None, tmp_path, log=lambda *_: None, mode="smoke", isolate=False)
+    result = run_bench(tiny, 2, None, tmp_path, log=lambda *_: None, mode="smoke", isolate=False)
     assert result["matmul"]["gflops"] > 0
     assert [r["input_feeding"] for r in result["train"]] == [False, True]
     for row in result["train"]:
@@ -112,11 +120,13 @@ def test_bench_smoke_run_writes_every_field(shared_data, monkeypatch, tmp_path):
         for part in ("encoder", "decoder RNN", "attention", "output layer + loss", "optimizer"):
             assert split[part] > 0, part
     assert result["decode_model"]["trained_here"] and result["decode_model"]["trained_updates"] == 2
-    assert [r["method"] for r in result["decode"]] == ["greedy", "beam5"]
+    rows = [(r["method"], r["workers"], r["threads_per_worker"]) for r in result["decode"]]
+    assert rows == [("greedy", 1, 2), ("beam5", 1, 2), ("greedy", 2, 1), ("beam5", 2, 1)]
     for row in result["decode"]:
         assert row["sentences"] == 8
         for key in ("sent_s", "out_tok_s", "seconds", "peak_rss_mib"):
             assert row[key] > 0, key
+        assert (row["worker_peak_rss_mib"] > 0) == (row["workers"] > 1)
         assert row["bleu"] >= 0 and "nrefs:1" in row["bleu_signature"]
     table = format_table(result)
     assert "time split of a training step" in table

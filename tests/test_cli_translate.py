@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +119,39 @@ def test_line_count_order_and_pipes(run_dir, tiny_parallel, tmp_path, capsys, mo
     piped = _cli("translate", str(run_dir / "best.pt"), "--quiet", stdin="\n".join(lines) + "\n")
     assert piped.returncode == 0 and piped.stderr == ""
     assert piped.stdout.split("\n")[:-1] == got
+
+
+def test_workers_translate_like_one_process(run_dir, tiny_parallel, capsys, monkeypatch):
+    """decode.workers=2 (forked CPU processes) gives the same n-best lists, scores (to float
+    rounding: the workers run 1 thread, this process 2) and attention, for beam and sampling."""
+    lines = tiny_parallel["test_src"].read_text(encoding="utf-8").splitlines()[:20]
+    model, src_tok, tgt_tok, cfg = load_for_inference(run_dir)
+    base = dataclasses.replace(OmegaConf.to_object(cfg.decode), max_sentences=3, n_best=2)
+    for method in ("beam", "sample"):
+        dec = dataclasses.replace(base, method=method)
+        one = Translator(model, src_tok, tgt_tok, dec).translate_nbest(lines, True)
+        dec2 = dataclasses.replace(dec, workers=2)
+        two = Translator(model, src_tok, tgt_tok, dec2).translate_nbest(lines, True)
+        assert [[t.text for t in n] for n in two] == [[t.text for t in n] for n in one]
+        for a, b in zip(itertools.chain(*one), itertools.chain(*two)):
+            assert b.score == pytest.approx(a.score, abs=1e-4)
+            torch.testing.assert_close(b.attention, a.attention, atol=1e-4, rtol=0)
+    code, out, err = _main(
+        ["translate", str(run_dir), "--quiet", "--workers", "2", "--batch-size", "3"],
+        capsys,
+        monkeypatch,
+        "\n".join(lines) + "\n",
+    )
+    assert code == 0, err
+    assert out.splitlines() == Translator(model, src_tok, tgt_tok, base).translate(lines)
+
+
+def test_workers_on_a_gpu_fall_back_to_one_process_with_a_warning():
+    warnings: list[str] = []
+    dec = DecodeConfig(workers=2)
+    translator = Translator(None, None, None, dec, device="cuda", warn=warnings.append)
+    assert translator.workers() == 1 and translator.workers() == 1
+    assert len(warnings) == 1 and "decode.workers=2" in warnings[0]
 
 
 def test_nbest_greedy_sample_and_attention_plots(run_dir, tmp_path, capsys, monkeypatch):

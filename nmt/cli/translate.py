@@ -37,6 +37,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-tokens", type=int, help="source tokens per decoding batch")
     p.add_argument("--batch-size", type=int, help="at most this many sentences per decoding batch")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="CPU processes decoding batches in parallel, sharing the torch threads "
+        "(default: the checkpoint's decode.workers)",
+    )
     p.add_argument("--length-penalty", type=float, help="GNMT alpha (0 = raw log-probability)")
     p.add_argument("--max-len-a", type=float, help="max output length = a * source length + b")
     p.add_argument("--max-len-b", type=int)
@@ -62,6 +68,7 @@ def decode_config(base: DecodeConfig, args: argparse.Namespace) -> DecodeConfig:
         "n_best": args.n_best,
         "max_tokens": args.max_tokens,
         "max_sentences": args.batch_size,
+        "workers": args.workers,
         "length_penalty": args.length_penalty,
         "max_len_a": args.max_len_a,
         "max_len_b": args.max_len_b,

@@ -6,15 +6,17 @@ Used by ``nmt-translate`` and by training's validation, so it has no CLI depende
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from nmt.config import PAD_ID, DecodeConfig
+from nmt.config import DecodeConfig
 from nmt.search import search
+from nmt.search.hypothesis import Hypothesis
+from nmt.search.workers import pad_batch, search_in_workers
 
 
 @dataclass
@@ -83,6 +85,7 @@ class Translator:
         self.device = torch.device(device)
         self.max_src_len = max_src_len
         self.warn = warn or (lambda msg: print(f"nmt: warning: {msg}", file=sys.stderr))
+        self._warned_workers = False
 
     def translate(self, lines: list[str]) -> list[str]:
         """The best translation of every line, in input order (an empty line stays empty)."""
@@ -108,22 +111,50 @@ class Translator:
         was_training = getattr(self.model, "training", False)
         if was_training:
             self.model.eval()
+        batches = [
+            [todo[j] for j in batch]
+            for batch in token_batches(lengths, self.batch_budget(), self.cfg.max_sentences)
+        ]
         try:
-            for batch in token_batches(lengths, self.batch_budget(), self.cfg.max_sentences):
-                idx = [todo[j] for j in batch]
-                src, src_lengths = self._pad([encoded[i] for i in idx])
-                nbest = search(self.model, src, src_lengths, self.cfg, return_attention)
-                for i, hyps in zip(idx, nbest):
+            for key, nbest in self._search(
+                [[encoded[i] for i in b] for b in batches], return_attention
+            ):
+                for i, hyps in zip(batches[key], nbest):
                     results[i] = [
                         Translation(self.tgt_tok.decode(h.tokens), h.score, h.tokens, h.attention)
                         for h in hyps
                     ]
                 if progress is not None:
-                    progress(len(idx))
+                    progress(len(batches[key]))
         finally:
             if was_training:
                 self.model.train()
         return results
+
+    def _search(
+        self, batches: list[list[list[int]]], return_attention: bool
+    ) -> Iterator[tuple[int, list[list[Hypothesis]]]]:
+        """``(batch number, n-best lists)`` per batch of token ids: here, one batch after
+        the other, or in ``decode.workers`` CPU processes (in the order they finish)."""
+        workers = self.workers()
+        if workers > 1 and len(batches) > 1:
+            yield from search_in_workers(self.model, batches, self.cfg, workers, return_attention)
+            return
+        for key, seqs in enumerate(batches):
+            src, src_lengths = pad_batch(seqs, self.device)
+            yield key, search(self.model, src, src_lengths, self.cfg, return_attention)
+
+    def workers(self) -> int:
+        """Decoding processes: ``decode.workers`` on the CPU; one on a GPU (with a warning)."""
+        workers = max(1, self.cfg.workers)
+        if workers > 1 and self.device.type != "cpu":
+            if not self._warned_workers:
+                self.warn(
+                    f"decode.workers={workers} applies to CPU decoding; one process decodes on {self.device.type}"
+                )
+                self._warned_workers = True
+            return 1
+        return workers
 
     def batch_budget(self) -> int:
         """Source tokens per batch: ``decode.max_tokens`` counts every beam (or sample) as a
@@ -157,10 +188,3 @@ class Translator:
                 ids = ids[: self.max_src_len]
             encoded[i] = list(ids)
         return encoded
-
-    def _pad(self, seqs: list[list[int]]) -> tuple[Tensor, Tensor]:
-        lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-        src = torch.full((len(seqs), int(lengths.max())), PAD_ID, dtype=torch.long)
-        for row, s in enumerate(seqs):
-            src[row, : len(s)] = torch.tensor(s, dtype=torch.long)
-        return src.to(self.device), lengths.to(self.device)

@@ -1,0 +1,66 @@
+"""Decoding batches in parallel worker processes on the CPU (``decode.workers``).
+
+A decoder step is a handful of small matrix products, which two intra-op threads share
+poorly: on the bench's 2-core machine one process with 2 threads beam-decoded only ~1.3x
+faster than with 1 thread, while two single-threaded processes, each on its own batches,
+were ~1.25x faster than the 2-thread process (docs/performance.md). Marian and CTranslate2
+translate on CPUs the same way (N workers, whole batches each).
+
+Workers are forked from the translating process, so the model is shared with it
+(copy-on-write) and never pickled; only the source ids go out and the hypotheses come back.
+Python threads would not do: the search's bookkeeping holds the GIL.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from nmt.config import PAD_ID, DecodeConfig
+from nmt.search import search
+from nmt.search.hypothesis import Hypothesis
+
+_WORKER: dict = {}  # in a worker process: its model, decode config and threads
+
+
+def pad_batch(seqs: list[list[int]], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """Token id lists -> ``src (batch, longest)`` padded with PAD_ID and ``lengths (batch,)``."""
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    src = torch.full((len(seqs), int(lengths.max())), PAD_ID, dtype=torch.long)
+    for row, s in enumerate(seqs):
+        src[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return src.to(device), lengths.to(device)
+
+
+def _start_worker(model, cfg: DecodeConfig, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(model=model, cfg=cfg)
+
+
+def _search_batch(task: tuple[int, list[list[int]], bool]) -> tuple[int, list[list[Hypothesis]]]:
+    key, seqs, return_attention = task
+    src, lengths = pad_batch(seqs)
+    with torch.inference_mode():
+        return key, search(_WORKER["model"], src, lengths, _WORKER["cfg"], return_attention)
+
+
+def search_in_workers(
+    model,
+    batches: list[list[list[int]]],
+    cfg: DecodeConfig,
+    workers: int,
+    return_attention: bool = False,
+) -> Iterator[tuple[int, list[list[Hypothesis]]]]:
+    """Search every batch (a list of token id lists) in ``workers`` forked CPU processes.
+
+    Each worker gets ``torch.get_num_threads() // workers`` threads (at least one). Yields
+    ``(batch number, n-best lists)`` as batches finish, in no particular order.
+    """
+    threads = max(1, torch.get_num_threads() // workers)
+    tasks = [(key, seqs, return_attention) for key, seqs in enumerate(batches)]
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers, initializer=_start_worker, initargs=(model, cfg, threads)) as pool:
+        yield from pool.imap_unordered(_search_batch, tasks)
