@@ -23,6 +23,7 @@ import multiprocessing as mp
 import resource
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,10 +294,11 @@ def decode_speed(
 
 
 def in_child(fn, *args):
-    """Run ``fn(*args)`` in a fresh process (its own peak RSS); return its result."""
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(fn, args)
+    """Run ``fn(*args)`` in a fresh process (its own peak RSS); return its result.
+
+    Not a ``multiprocessing.Pool``: its daemonic process could not fork decode workers."""
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def _in_process(fn, *args):
