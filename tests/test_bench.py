@@ -78,7 +78,7 @@ def test_format_table_lists_every_row():
 
 
 def test_bench_smoke_run_writes_every_field(shared_data, monkeypatch, tmp_path):
-    """The whole bench, shrunk (tiny model, a few steps, 8 sentences; phases in this process):
+    """The whole bench, shrunk (tiny model, a few steps, 40 sentences; phases in this process):
     every number the table and the JSON report is there and positive."""
     from nmt.bench import BenchPlan, run_bench
 
@@ -88,7 +88,7 @@ def test_bench_smoke_run_writes_every_field(shared_data, monkeypatch, tmp_path):
         steps=2,
         profile_steps=1,
         decode_updates=2,
-        decode_sentences=8,
+        decode_sentences=40,  # two batches of at most 32, so the 2-worker rows use workers
         tokens_per_update=300,
         overrides=[
             "data.train_limit=300",
@@ -123,7 +123,7 @@ def test_bench_smoke_run_writes_every_field(shared_data, monkeypatch, tmp_path):
     rows = [(r["method"], r["workers"], r["threads_per_worker"]) for r in result["decode"]]
     assert rows == [("greedy", 1, 2), ("beam5", 1, 2), ("greedy", 2, 1), ("beam5", 2, 1)]
     for row in result["decode"]:
-        assert row["sentences"] == 8
+        assert row["sentences"] == 40
         for key in ("sent_s", "out_tok_s", "seconds", "peak_rss_mib"):
             assert row[key] > 0, key
         assert (row["worker_peak_rss_mib"] > 0) == (row["workers"] > 1)
