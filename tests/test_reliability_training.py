@@ -143,14 +143,14 @@ def _resume_and_compare(run, out: Path, monkeypatch) -> int | None:
     last = out / ckpt.LAST
     saved = ckpt.load_checkpoint(last)["step"] if last.exists() else None
     resumed: list[int] = []
-    real = Trainer._resume
+    real = ckpt.resume_trainer
 
-    def spy(self):
-        state = real(self)
-        resumed.append(self.step)
+    def spy(trainer):
+        state = real(trainer)
+        resumed.append(trainer.step)
         return state
 
-    monkeypatch.setattr(Trainer, "_resume", spy)
+    monkeypatch.setattr(ckpt, "resume_trainer", spy)
     if saved is None:
         train(run["cfg"](), out_dir=out)  # nothing to resume: a fresh run takes the folder
     else:

@@ -2,9 +2,9 @@
 
 Luong order at every step: the RNN takes [embedding (; previous attentional vector when
 input feeding)], then its new top hidden state ``h`` attends over the source, and the
-attentional vector ``tanh(W [h; context])`` is the output feature (``W [h; context] + b`` without the tanh
-when ``attentional_vector="linear"``, as OpenNMT-py and eole do). Without attention the
-feature is ``h`` itself.
+attentional vector ``tanh(W [h; context])`` is the output feature (``W [h; context] + b``,
+no tanh, with ``attentional_vector="linear"``, as OpenNMT-py and eole do). Without attention
+the feature is ``h`` itself.
 
 :meth:`Decoder.step` is the one step function used by training (input feeding) and every
 search, so they can never disagree. Without input feeding no step depends on the previous

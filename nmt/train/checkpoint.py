@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, safe loads, RNG state, and loading a model for translation.
+"""Checkpoints: atomic writes, safe loads, RNG state, what a training run saves and resumes
+from, and loading a model for translation.
 
 A checkpoint is a plain dict (see docs/architecture.md) saved with ``torch.save`` and loaded
 with ``torch.load(weights_only=True)`` only, so a crafted file can never run code.
@@ -202,6 +203,64 @@ def seed_everything(seed: int) -> None:
 
 
 # --- inference -------------------------------------------------------------------------------
+
+
+def trainer_payload(trainer, full: bool) -> dict[str, Any]:
+    """What a :class:`~nmt.train.trainer.Trainer` saves: weights, config and tokenizers
+    (enough to translate); with ``full`` also the optimizer, schedule, scaler, RNG, sampler
+    and counters needed to resume (``last.pt``)."""
+    from nmt.config import to_plain
+
+    t = trainer
+    data: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "config": to_plain(t.cfg),
+        "model": t.model.state_dict(),
+        **t.task.tokenizer_payload(),
+        "step": t.step,
+        "epoch": t.epoch,
+        "best": t.best,
+    }
+    if full:
+        data.update(
+            optimizer=t.optimizer.state_dict(),
+            scheduler=t.schedule.state_dict(),
+            scaler=t.scaler.state_dict(),
+            rng=rng_state(),
+            sampler=t.task.sampler_state(t.batch_in_epoch),
+            batch_in_epoch=t.batch_in_epoch,
+            bad_validations=t.bad_validations,
+            elapsed=t.elapsed(),
+            last_valid_step=t.last_valid_step,
+            task_state=t.task.extra_state(),
+        )
+    return data
+
+
+def resume_trainer(trainer) -> dict[str, Any]:
+    """Load the run folder's ``last.pt`` into ``trainer`` (weights, optimizer, schedule,
+    sampler, counters); return its RNG state, which the trainer restores only after drawing
+    the epoch's batch order, exactly where the uninterrupted run was."""
+    from nmt.train.metrics import emit
+
+    t = trainer
+    path = t.out / LAST
+    data = load_checkpoint(path, map_location="cpu")
+    if "optimizer" not in data:
+        raise NMTError(f"{path} has no training state: it cannot be resumed")
+    t.model.load_state_dict(data["model"])
+    t.optimizer.load_state_dict(data["optimizer"])
+    t.schedule.load_state_dict(data["scheduler"])
+    t.scaler.load_state_dict(data["scaler"])
+    t.task.load_sampler_state(data["sampler"])
+    t.task.load_extra_state(data.get("task_state"), t.device)
+    t.step, t.epoch = int(data["step"]), int(data["epoch"])
+    t.batch_in_epoch = int(data["batch_in_epoch"])
+    t.best, t.bad_validations = data["best"], int(data["bad_validations"])
+    t.elapsed_before = float(data["elapsed"])
+    t.last_valid_step = int(data["last_valid_step"])
+    emit(f"resumed from {path} at step {t.step} (epoch {t.epoch + 1})")
+    return data["rng"]
 
 
 def resolve_checkpoint(run_dir_or_file: str | Path) -> Path:

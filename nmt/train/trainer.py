@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from nmt.config import check_values, to_plain
+from nmt.config import check_values
 from nmt.errors import ConfigError, NMTError
 from nmt.train import checkpoint as ckpt
 from nmt.train.distributed import (
@@ -237,7 +237,7 @@ class Trainer:
     # --- the loop ----------------------------------------------------------------------
     def run(self) -> float:
         tc = self.tc
-        resume_rng = self._resume() if tc.resume else None
+        resume_rng = ckpt.resume_trainer(self) if tc.resume else None
         self.metrics = MetricsWriter(self.out, self.info.is_main, self.step if tc.resume else None)
         self.progress = Progress(tc.max_steps, self.step, self.info.is_main)
         self.t0 = time.perf_counter()
@@ -377,7 +377,7 @@ class Trainer:
             mark = " (best)" if improved else ""
             self.progress.message(f"valid step {self.step} | {shown}{mark}")
             if improved:
-                ckpt.save_checkpoint(self.out / ckpt.BEST, self.payload(full=False))
+                ckpt.save_checkpoint(self.out / ckpt.BEST, ckpt.trainer_payload(self, full=False))
             self.save_last()
             self._save_step_checkpoint()
         if self.tc.patience and self.bad_validations >= self.tc.patience and not self.stop_reason:
@@ -385,60 +385,17 @@ class Trainer:
 
     def save_last(self) -> None:
         if self.info.is_main:
-            ckpt.save_checkpoint(self.out / ckpt.LAST, self.payload(full=True))
+            ckpt.save_checkpoint(self.out / ckpt.LAST, ckpt.trainer_payload(self, full=True))
 
     def _save_step_checkpoint(self) -> None:
         if self.tc.keep_last <= 0:
             return
-        ckpt.save_checkpoint(self.out / f"step_{self.step:08d}.pt", self.payload(full=False))
+        ckpt.save_checkpoint(
+            self.out / f"step_{self.step:08d}.pt", ckpt.trainer_payload(self, full=False)
+        )
         old = sorted(self.out.glob("step_*.pt"))[: -self.tc.keep_last]
         for path in old:
             path.unlink(missing_ok=True)
-
-    def payload(self, full: bool) -> dict[str, Any]:
-        """Weights, config and tokenizers (enough to translate); with ``full`` also the
-        optimizer, schedule, scaler, RNG, sampler and counters needed to resume."""
-        data: dict[str, Any] = {
-            "format_version": ckpt.FORMAT_VERSION,
-            "config": to_plain(self.cfg),
-            "model": self.model.state_dict(),
-            **self.task.tokenizer_payload(),
-            "step": self.step,
-            "epoch": self.epoch,
-            "best": self.best,
-        }
-        if full:
-            data.update(
-                optimizer=self.optimizer.state_dict(),
-                scheduler=self.schedule.state_dict(),
-                scaler=self.scaler.state_dict(),
-                rng=ckpt.rng_state(),
-                sampler=self.task.sampler_state(self.batch_in_epoch),
-                batch_in_epoch=self.batch_in_epoch,
-                bad_validations=self.bad_validations,
-                elapsed=self.elapsed(),
-                last_valid_step=self.last_valid_step,
-                task_state=self.task.extra_state(),
-            )
-        return data
-
-    def _resume(self) -> dict:
-        data = ckpt.load_checkpoint(self.out / ckpt.LAST, map_location="cpu")
-        if "optimizer" not in data:
-            raise NMTError(f"{self.out / ckpt.LAST} has no training state: it cannot be resumed")
-        self.model.load_state_dict(data["model"])
-        self.optimizer.load_state_dict(data["optimizer"])
-        self.schedule.load_state_dict(data["scheduler"])
-        self.scaler.load_state_dict(data["scaler"])
-        self.task.load_sampler_state(data["sampler"])
-        self.task.load_extra_state(data.get("task_state"), self.device)
-        self.step, self.epoch = int(data["step"]), int(data["epoch"])
-        self.batch_in_epoch = int(data["batch_in_epoch"])
-        self.best, self.bad_validations = data["best"], int(data["bad_validations"])
-        self.elapsed_before = float(data["elapsed"])
-        self.last_valid_step = int(data["last_valid_step"])
-        emit(f"resumed from {self.out / ckpt.LAST} at step {self.step} (epoch {self.epoch + 1})")
-        return data["rng"]
 
     # --- the end -----------------------------------------------------------------------
     def _finish(self) -> float:
