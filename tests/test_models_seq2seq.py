@@ -190,6 +190,34 @@ def test_attentional_vector_is_tanh_or_linear(kind):
             torch.testing.assert_close(lp, full[:, t], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("feed", [False, True])
+def test_search_steps_look_up_the_embedding_gates_exactly(feed):
+    """A 1-layer GRU's search step takes ``W_e e + b_ih`` from a per-token table: the same
+    log-probabilities as teacher forcing, and a changed weight rebuilds the table."""
+    model = make(attention="bahdanau", input_feeding=feed)
+    dec = model.decoder
+    src, src_len = padded(SRC)
+    tgt, _ = padded(TGT_IN)
+    with torch.no_grad():
+        for _ in range(2):  # the second round after a weight update
+            full, _ = model(src, src_len, tgt)  # teacher forcing: no table
+            enc = model.encode(src, src_len)
+            state = model.init_state(enc)
+            assert dec._folds_embedding()
+            for t in range(tgt.size(1)):
+                lp, _, state = model.step(tgt[:, t], state, enc)
+                torch.testing.assert_close(lp, full[:, t], atol=1e-5, rtol=0)
+            assert dec._gate_table is not None
+            dec.embed.table.weight.add_(0.5)
+    assert not dec._folds_embedding()  # autograd on: the plain step
+    model.train()
+    with torch.no_grad():
+        assert not dec._folds_embedding()  # dropout on the embedding: the plain step
+        assert not make(cell="lstm").decoder._folds_embedding()
+        assert not make(layers=2).decoder._folds_embedding()
+        assert make().decoder._folds_embedding()
+
+
 def test_checkpoint_configs_without_attentional_vector_keep_tanh():
     from nmt.config import from_plain
 
