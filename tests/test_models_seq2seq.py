@@ -306,6 +306,9 @@ def test_additive_scores_match_the_plain_formula_and_its_gradients(chunk):
     fused = additive_scores(q, k, v, chunk_elements=chunk)
     plain = torch.tanh(q.unsqueeze(2) + k.unsqueeze(1)) @ v
     torch.testing.assert_close(fused, plain)
+    # Attention passes 2q and 2k (its keys are kept doubled): the same scores.
+    doubled = additive_scores(2 * q, 2 * k, v, chunk_elements=chunk, doubled=True)
+    torch.testing.assert_close(doubled, plain)
     got = torch.autograd.grad(fused, (q, k, v), upstream)
     want = torch.autograd.grad(plain, (q, k, v), upstream)
     for a, b in zip(got, want):
