@@ -248,6 +248,7 @@ def decode_speed(
     from nmt.data.prepare import prepare
     from nmt.scoring import score
     from nmt.search.translator import Translator
+    from nmt.search.workers import threads_per_worker
     from nmt.train.checkpoint import load_for_inference
 
     torch.set_num_threads(threads)
@@ -284,7 +285,7 @@ def decode_speed(
         "chrf": scores["chrf"],
         "bleu_signature": scores["bleu_signature"],
         "workers": workers,
-        "threads_per_worker": max(1, threads // workers),
+        "threads_per_worker": threads_per_worker(workers, threads),
         "peak_rss_mib": round(peak_rss_mib()),
         # the largest worker process (0 without workers); each also maps the shared model
         "worker_peak_rss_mib": round(
@@ -370,10 +371,12 @@ def run_bench(
     result["decode"] = []
     # One process with all threads, then (with 2+ threads) one single-threaded worker per
     # thread, the layout small decoder steps use best (nmt.search.workers).
+    from nmt.search.workers import threads_per_worker
+
     for workers in (1, threads) if threads > 1 else (1,):
         for method in ("greedy", "beam5"):
             log(
-                f"decode {method}, {workers} process(es) x {max(1, threads // workers)} threads ..."
+                f"decode {method}, {workers} process(es) x {threads_per_worker(workers, threads)} threads ..."
             )
             row = call(decode_speed, checkpoint, method, threads, bp.decode_sentences, workers)
             result["decode"].append(row)

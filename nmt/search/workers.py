@@ -23,7 +23,7 @@ from nmt.config import PAD_ID, DecodeConfig
 from nmt.search import search
 from nmt.search.hypothesis import Hypothesis
 
-_WORKER: dict = {}  # in a worker process: its model, decode config and threads
+_WORKER: dict = {}  # in a worker process: its model and decode config
 
 
 def pad_batch(seqs: list[list[int]], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
@@ -33,6 +33,12 @@ def pad_batch(seqs: list[list[int]], device: torch.device | str = "cpu") -> tupl
     for row, s in enumerate(seqs):
         src[row, : len(s)] = torch.tensor(s, dtype=torch.long)
     return src.to(device), lengths.to(device)
+
+
+def threads_per_worker(workers: int, threads: int | None = None) -> int:
+    """The torch threads each of ``workers`` processes gets out of ``threads`` (default: this
+    process's), at least one."""
+    return max(1, (threads or torch.get_num_threads()) // workers)
 
 
 def _start_worker(model, cfg: DecodeConfig, threads: int) -> None:
@@ -59,7 +65,7 @@ def search_in_workers(
     Each worker gets ``torch.get_num_threads() // workers`` threads (at least one). Yields
     ``(batch number, n-best lists)`` as batches finish, in no particular order.
     """
-    threads = max(1, torch.get_num_threads() // workers)
+    threads = threads_per_worker(workers)
     tasks = [(key, seqs, return_attention) for key, seqs in enumerate(batches)]
     context = multiprocessing.get_context("fork")
     with context.Pool(workers, initializer=_start_worker, initargs=(model, cfg, threads)) as pool:
