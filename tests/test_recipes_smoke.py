@@ -111,3 +111,30 @@ def test_shakespeare_recipe_end_to_end(shared_data, tmp_path):
     assert text == generate(
         parse_args([str(run), "--prompt", "ROMEO:", "--chars", "50", "--seed", "3"])
     )
+
+
+def test_embeddings_study_end_to_end(shared_data, tmp_path):
+    """The study script, shrunk: two arms at its smallest size (the real wheels from the
+    mirror), a record per run, then the table and the plot."""
+    out = tmp_path / "study"
+    proc = subprocess.run(
+        [sys.executable, "recipes/multi30k_en_fr/embeddings_study.py", "--out", str(out)]
+        + ["--sizes", "1000", "--seeds", "1", "--only", "random", "frozen"]
+        + ["--table", str(tmp_path / "table.md"), "--plot", str(tmp_path / "plot.png")]
+        + [o for o in TINY_NMT if not o.startswith("train.max_minutes")],
+        cwd=REPO,
+        env={**os.environ, "NMT_DATA_MIRROR": str(shared_data)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/study.json")}
+    assert set(records) == {"1000-random-s1", "1000-frozen-s1"}
+    frozen = records["1000-frozen-s1"]
+    assert set(frozen["bleu"]) == {"test_2016_flickr", "test_2017_flickr", "test_2017_mscoco"}
+    assert frozen["coverage"]["src"]["tokens"] > 0.5 and frozen["coverage"]["tgt"]["types"] > 0.5
+    assert "embeddings=pretrained_frozen" in frozen["command"]
+    table = (tmp_path / "table.md").read_text().splitlines()
+    assert [row.split("|")[2].strip() for row in table[2:]] == ["random", "frozen"]
+    assert (tmp_path / "plot.png").stat().st_size > 10_000

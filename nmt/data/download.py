@@ -146,3 +146,17 @@ def _download(url: str, target: Path, sha256: str, relpath: str) -> None:
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)  # no-op after a successful rename
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes through a temporary file in the same folder, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

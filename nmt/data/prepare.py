@@ -30,7 +30,8 @@ from nmt.config import UNK_ID
 from nmt.data import datasets
 from nmt.data.charvocab import CharVocab
 from nmt.data.cleaning import clean_pairs, clean_text, length_filter, normalize
-from nmt.data.tokenizer import Tokenizer, build_tokenizers, write_atomic
+from nmt.data.download import write_atomic
+from nmt.data.tokenizer import Tokenizer, build_tokenizers
 from nmt.errors import ConfigError, DataError
 
 CACHE_VERSION = 3

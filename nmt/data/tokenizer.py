@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import torch
 
 from nmt.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from nmt.data.cleaning import clean_text
+from nmt.data.download import write_atomic
 from nmt.errors import ConfigError, DataError
 
 MODEL_TYPES = ("unigram", "bpe", "char", "word")
@@ -235,17 +234,3 @@ def build_tokenizers(
     if tok_cfg.restrict_vocab:
         src_tok, tgt_tok = src_tok.restricted(src_lines), tgt_tok.restricted(tgt_lines)
     return src_tok, tgt_tok
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes through a temporary file in the same folder, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)

@@ -3,12 +3,14 @@
 :class:`Embeddings` is a lookup table (PAD row fixed at zero), an optional learned projection
 (when pretrained vectors are narrower/wider than ``model.emb_dim``), and dropout.
 
-:func:`apply_pretrained` fills the tables of a built model from vectors (a file, or vectors
-trained with gensim on the tokenized training text, see :mod:`nmt.models.vectors`) and
-returns a coverage report. Mapping onto a sentencepiece vocabulary: the piece ``▁word`` takes
+:func:`apply_pretrained` fills the tables of a built model from vectors (a registry vector set
+such as GloVe, see :mod:`nmt.data.vector_sets`; a file; or vectors trained with gensim on the
+tokenized training text, see :mod:`nmt.models.vectors`) and returns a coverage report. Mapping onto a sentencepiece vocabulary: the piece ``▁word`` takes
 the vector of ``word`` (a piece that is itself a key, e.g. from vectors trained on pieces,
 takes its own vector first; a piece equal to a whole word likewise); the lowercase form is
-tried last. Pieces without a vector are redrawn at random with the covered vectors' spread.
+tried last. With ``subword: mean`` a piece that is no whole word takes the frequency-weighted
+mean of the vectors of the words it occurs in. Pieces still without a vector are redrawn at
+random with the covered vectors' spread.
 fastText binary vectors (and ``init: fasttext``) build a vector for any string from its
 character n-grams, so every piece gets one.
 """
@@ -29,7 +31,8 @@ from nmt.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SPECIAL_IDS = (PAD_ID, UNK_ID, BOS_ID, EOS_ID)
-INITS = ("random", "file", "word2vec", "fasttext")
+INITS = ("random", "pretrained", "file", "word2vec", "fasttext")
+SUBWORD_MODES = ("none", "mean")
 
 
 class Embeddings(nn.Module):
@@ -96,16 +99,22 @@ def apply_pretrained(
     tgt_tok: PieceTokenizer,
     train_text: dict[str, list[str]],
     cache_dir: str,
+    mirror: str | None = None,
+    langs: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Initialise (and freeze) the model's embedding tables as ``emb_cfg`` asks.
 
     Call it right after ``build_model`` and before creating the optimizer (a projection adds
     parameters). ``train_text`` holds raw training lines per side (``"src"``, ``"tgt"``);
-    optional ``"src_mono"`` / ``"tgt_mono"`` lines are added to the gensim training text only.
+    optional ``"src_mono"`` / ``"tgt_mono"`` lines are added to the side's text (gensim
+    training, the words a registry vector set is cut to, sub-word means). ``mirror`` replaces
+    the download of registry vector sets; ``langs`` (side -> language) warns of a vector set
+    in another language.
 
     Returns:
-        per side: ``init``, and for pretrained sides ``dim``, ``types`` (share of the non-special
-        vocabulary with a vector), ``tokens`` (share of training tokens with a vector),
+        per side: ``init``, and for pretrained sides ``vectors`` (the source), ``dim``,
+        ``types`` / ``tokens`` (share of the non-special vocabulary / of training tokens whose
+        piece has its own vector), ``types_any`` / ``tokens_any`` (sub-word means included),
         ``projected``, ``frozen``.
     """
     from nmt.models.vectors import load_vectors, train_vectors
@@ -113,6 +122,7 @@ def apply_pretrained(
     layers: dict[str, Embeddings] = model.embedding_layers()
     sides = {"src": (emb_cfg.src, src_tok), "tgt": (emb_cfg.tgt, tgt_tok)}
     for side, (cfg, _) in sides.items():
+        _check_side(cfg, side)
         if cfg.init not in INITS:
             raise ConfigError(
                 f"embeddings.{side}.init={cfg.init!r} is unknown: use one of {', '.join(INITS)}"
@@ -135,23 +145,30 @@ def apply_pretrained(
         if shared and side == "tgt":
             report["tgt"] = report["src"]
             continue
-        lines = list(train_text.get(side, []))
+        lines = list(train_text.get(side, [])) + list(train_text.get(f"{side}_mono", []))
         if shared:
-            lines += list(train_text.get("tgt", []))
-        info: dict[str, Any] = {"init": cfg.init}
-        if cfg.init != "random":
+            lines += list(train_text.get("tgt", [])) + list(train_text.get("tgt_mono", []))
+        init = _effective_init(cfg)
+        info: dict[str, Any] = {"init": init}
+        if init != "random":
             tied = side in model.tied_sides()
-            if cfg.init == "file":
+            if init == "pretrained":
+                kv, info["vectors"] = _registry_vectors(cfg, side, tok, lines, cache_dir, mirror)
+                _warn_language(cfg.vectors, side, langs)
+            elif init == "file":
                 if not cfg.path:
                     raise ConfigError(
                         f"embeddings.{side}.init=file needs embeddings.{side}.path=/path/to/vectors"
                     )
                 kv = load_vectors(cfg.path, cfg.format, f"embeddings.{side}")
+                info["vectors"] = cfg.path
             else:
-                mono = list(train_text.get(f"{side}_mono", []))
-                sentences = [tok.pieces(line) for line in lines + mono]
+                sentences = [tok.pieces(line) for line in lines]
                 kv = train_vectors(sentences, cfg, layer.emb_dim, cache_dir)
-            vectors, covered = map_vectors(kv, tok, layer.table.weight.detach(), cfg)
+                info["vectors"] = f"{init} on {len(lines):,} lines"
+            vectors, covered, covered_any = map_vectors(
+                kv, tok, layer.table.weight.detach(), cfg, lines
+            )
             if vectors.shape[1] != layer.emb_dim:
                 if not cfg.project:
                     raise ConfigError(
@@ -166,12 +183,12 @@ def apply_pretrained(
                         "model.tie_embeddings=false"
                     )
             layer.set_vectors(vectors)
-            n_types = tok.vocab_size - len(SPECIAL_IDS)
             info.update(
                 dim=vectors.shape[1],
-                types=sum(covered[i] for i in range(tok.vocab_size) if i not in SPECIAL_IDS)
-                / max(n_types, 1),
+                types=_type_coverage(tok, covered),
                 tokens=_token_coverage(tok, lines, covered),
+                types_any=_type_coverage(tok, covered_any),
+                tokens_any=_token_coverage(tok, lines, covered_any),
                 projected=layer.proj is not None,
             )
         if cfg.freeze:
@@ -183,49 +200,119 @@ def apply_pretrained(
             layer.table.weight.requires_grad_(False)
         info["frozen"] = bool(cfg.freeze)
         report[side] = info
-        if cfg.init != "random":
+        if init != "random":
+            means = info["types_any"] > info["types"]
             log.info(
-                "embeddings.%s: %s, %d dims, covers %.1f%% of types and %.1f%% of training "
-                "tokens%s%s",
+                "embeddings.%s: %s (%s), %d dims, own vectors for %.1f%% of piece types and "
+                "%.1f%% of training tokens%s%s%s",
                 side,
-                cfg.init,
+                init,
+                info["vectors"],
                 info["dim"],
                 100 * info["types"],
                 100 * info["tokens"],
+                f"; with sub-word means {100 * info['types_any']:.1f}% / "
+                f"{100 * info['tokens_any']:.1f}%"
+                if means
+                else "",
                 ", projected" if info["projected"] else "",
                 ", frozen" if cfg.freeze else "",
             )
     return report
 
 
+def _effective_init(cfg: Any) -> str:
+    """A registry ``vectors`` name on a side left at ``init=random`` means ``pretrained``."""
+    return "pretrained" if cfg.vectors and cfg.init == "random" else cfg.init
+
+
+def _check_side(cfg: Any, side: str) -> None:
+    if cfg.vectors and cfg.init not in ("random", "pretrained"):
+        raise ConfigError(
+            f"embeddings.{side}.vectors={cfg.vectors} and embeddings.{side}.init={cfg.init} "
+            f"disagree: drop one (vectors=NAME means init=pretrained)"
+        )
+    if cfg.init == "pretrained" and not cfg.vectors:
+        from nmt.data.vector_sets import VECTOR_SETS
+
+        raise ConfigError(
+            f"embeddings.{side}.init=pretrained needs embeddings.{side}.vectors=NAME "
+            f"({' or '.join(VECTOR_SETS)})"
+        )
+    if cfg.subword not in SUBWORD_MODES:
+        raise ConfigError(
+            f"embeddings.{side}.subword={cfg.subword!r} is unknown: use one of "
+            f"{', '.join(SUBWORD_MODES)}"
+        )
+
+
+def _registry_vectors(
+    cfg: Any, side: str, tok: PieceTokenizer, lines: list[str], cache_dir: str, mirror: Any
+) -> tuple[Any, str]:
+    """gensim vectors of registry set ``cfg.vectors``, cut to the words this side can use."""
+    from nmt.data.vector_sets import vectors_file
+    from nmt.models.vectors import candidate_words, load_vectors
+
+    pieces = [tok.id_to_piece(i) for i in range(tok.vocab_size) if i not in SPECIAL_IDS]
+    words = candidate_words(pieces, lines, cfg.lowercase_fallback)
+    key = f"embeddings.{side}.vectors"
+    path = vectors_file(cfg.vectors, words, cache_dir, mirror, key=key)
+    return load_vectors(str(path), "word2vec_text", key), cfg.vectors
+
+
+def _warn_language(name: str, side: str, langs: dict[str, str] | None) -> None:
+    from nmt.data.vector_sets import VECTOR_SETS
+
+    lang = (langs or {}).get(side)
+    if lang and VECTOR_SETS[name].lang != lang:
+        log.warning(
+            "embeddings.%s.vectors=%s holds %s words but the %s side is %s: few pieces will match",
+            side, name, VECTOR_SETS[name].lang, side, lang,
+        )  # fmt: skip
+
+
 def _side_key(cfg: Any) -> tuple:
-    return (cfg.init, cfg.path, cfg.format, cfg.freeze)
+    return (_effective_init(cfg), cfg.vectors, cfg.path, cfg.format, cfg.freeze, cfg.subword)
 
 
 def map_vectors(
-    kv: Any, tok: PieceTokenizer, current: Tensor, cfg: Any
-) -> tuple[Tensor, list[bool]]:
+    kv: Any, tok: PieceTokenizer, current: Tensor, cfg: Any, lines: list[str] | None = None
+) -> tuple[Tensor, list[bool], list[bool]]:
     """The ``(vocab, dim)`` matrix for ``tok``'s pieces from gensim KeyedVectors ``kv``.
 
+    A piece takes its own vector (:func:`~nmt.models.vectors.vector_for`); with
+    ``cfg.subword=mean`` a piece without one takes the frequency-weighted mean of the vectors
+    of the words of ``lines`` it occurs in. With ``cfg.rescale`` the vectors are scaled to the
+    standard deviation of ``current`` (the model's initial table), so the network starts at
+    its usual input scale whatever the vectors' own (fastText's values reach +-10).
+
     Returns:
-        the matrix and, per id, whether the row came from ``kv`` (special ids never do).
-        Uncovered rows are drawn from a normal with the covered values' standard deviation
-        (the current random rows are used unchanged when nothing is covered and dims agree).
+        the matrix and, per id, whether the row is the piece's own vector, and whether it has
+        any vector (own or sub-word mean; special ids never do). The remaining rows are drawn
+        from a normal with the covered values' standard deviation (the current random rows
+        are used unchanged when nothing is covered and dims agree).
     """
-    from nmt.models.vectors import vector_for
+    from nmt.models.vectors import subword_means, vector_for
 
     dim = kv.vector_size
-    rows: dict[int, Tensor] = {}
+    rows: dict[int, np.ndarray] = {}
     for i in range(tok.vocab_size):
         if i in SPECIAL_IDS:
             continue
         vec = vector_for(kv, tok.id_to_piece(i), cfg.lowercase_fallback)
         if vec is not None:
-            rows[i] = torch.tensor(np.asarray(vec), dtype=torch.float32)
+            rows[i] = np.asarray(vec, dtype=np.float32)
     covered = [i in rows for i in range(tok.vocab_size)]
+    if cfg.subword == "mean" and lines:
+        skip = set(rows) | set(SPECIAL_IDS)
+        rows |= subword_means(kv, tok, lines, skip, cfg.lowercase_fallback)
+    covered_any = [i in rows for i in range(tok.vocab_size)]
     if rows:
-        stacked = torch.stack(list(rows.values()))
+        stacked = torch.from_numpy(np.stack(list(rows.values())))
         std = float(stacked.std()) if stacked.numel() > 1 else 0.1
+        if cfg.rescale and std > 0:
+            target = float(current.float().std())
+            stacked, std = stacked * (target / std), target
         gen = torch.Generator().manual_seed(cfg.seed)
         out = torch.randn(tok.vocab_size, dim, generator=gen) * std
         out[list(rows.keys())] = stacked
@@ -235,7 +322,14 @@ def map_vectors(
         gen = torch.Generator().manual_seed(cfg.seed)
         out = torch.randn(tok.vocab_size, dim, generator=gen) * 0.1
     out[PAD_ID] = 0.0
-    return out.to(device=current.device, dtype=current.dtype), covered
+    return out.to(device=current.device, dtype=current.dtype), covered, covered_any
+
+
+def _type_coverage(tok: PieceTokenizer, covered: list[bool]) -> float:
+    """Share of the non-special vocabulary whose row came from vectors."""
+    n_types = tok.vocab_size - len(SPECIAL_IDS)
+    hits = sum(covered[i] for i in range(tok.vocab_size) if i not in SPECIAL_IDS)
+    return hits / max(n_types, 1)
 
 
 def _token_coverage(tok: PieceTokenizer, lines: list[str], covered: list[bool]) -> float:

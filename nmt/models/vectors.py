@@ -10,8 +10,12 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import string
 import tempfile
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("glove", "word2vec_text", "word2vec_bin", "fasttext_vec", "fasttext_bin")
 WORD_START = "\u2581"  # sentencepiece's word-boundary mark "▁"
+PUNCTUATION = string.punctuation + "\u00ab\u00bb\u2019\u201c\u201d\u2026"  # ASCII + « » ’ “ ” …
 
 
 def load_vectors(path: str, fmt: str, key: str) -> Any:
@@ -63,22 +68,80 @@ def is_fasttext(kv: Any) -> bool:
     return isinstance(kv, FastTextKeyedVectors) and kv.bucket > 0
 
 
+def piece_forms(piece: str, lowercase: bool) -> list[str]:
+    """Keys tried for a sentencepiece ``piece``: itself, the word without ``▁``, lowercased."""
+    word = piece[1:] if piece.startswith(WORD_START) else piece
+    forms = [piece, word] + ([word.lower()] if lowercase else [])
+    return [f for f in dict.fromkeys(forms) if f]
+
+
+def word_forms(token: str, lowercase: bool) -> list[str]:
+    """Keys tried for a whitespace ``token`` of text: itself, without surrounding punctuation,
+    the part after an apostrophe (French elision: ``l'homme`` -> ``homme``), lowercased."""
+    core = token.strip(PUNCTUATION)
+    forms = [token, core]
+    if "'" in core or "\u2019" in core:
+        forms.append(re.split("['\u2019]", core)[-1])
+    if lowercase:
+        forms += [f.lower() for f in forms]
+    return [f for f in dict.fromkeys(forms) if f]
+
+
+def lookup(kv: Any, forms: list[str]) -> np.ndarray | None:
+    """The vector of the first of ``forms`` that ``kv`` has, or None."""
+    for form in forms:
+        if form in kv.key_to_index:
+            return kv.get_vector(form)
+    return None
+
+
 def vector_for(kv: Any, piece: str, lowercase: bool) -> np.ndarray | None:
     """The vector of a sentencepiece ``piece``, or None when ``kv`` has none.
 
     Tried in order: the piece itself, the word without ``▁``, then (``lowercase``) the
     lowercased word. fastText n-gram vectors answer for any non-empty word.
     """
+    vec = lookup(kv, piece_forms(piece, lowercase))
     word = piece[1:] if piece.startswith(WORD_START) else piece
-    candidates = [piece, word]
-    if lowercase:
-        candidates.append(word.lower())
-    for cand in candidates:
-        if cand and cand in kv.key_to_index:
-            return kv.get_vector(cand)
-    if is_fasttext(kv) and word:
+    if vec is None and is_fasttext(kv) and word:
         return kv.get_vector(word)
-    return None
+    return vec
+
+
+def candidate_words(pieces: Iterable[str], lines: Iterable[str], lowercase: bool) -> set[str]:
+    """Every key :func:`vector_for` and :func:`subword_means` may ask for: the forms of the
+    vocabulary's pieces and of the text's whitespace tokens (what a vector set is cut to)."""
+    words: set[str] = set()
+    for piece in pieces:
+        words.update(piece_forms(piece, lowercase))
+    for token in {t for line in lines for t in line.split()}:
+        words.update(word_forms(token, lowercase))
+    return words
+
+
+def subword_means(
+    kv: Any, tok: Any, lines: Iterable[str], skip: set[int], lowercase: bool
+) -> dict[int, np.ndarray]:
+    """Vectors for pieces that are no whole word: the mean of the vectors of the words they
+    occur in (each whitespace token of ``lines`` segmented alone), weighted by frequency.
+
+    Pieces in ``skip`` (covered directly, special) are left out.
+    """
+    counts = Counter(t for line in lines for t in line.split())
+    piece_id = {tok.id_to_piece(i): i for i in range(tok.vocab_size)}
+    sums: dict[int, np.ndarray] = {}
+    weights: Counter[int] = Counter()
+    for token, n in counts.items():
+        vec = lookup(kv, word_forms(token, lowercase))
+        if vec is None:
+            continue
+        for piece in set(tok.pieces(token)):
+            i = piece_id.get(piece)
+            if i is None or i in skip:
+                continue
+            sums[i] = sums[i] + n * vec if i in sums else n * np.asarray(vec, dtype=np.float64)
+            weights[i] += n
+    return {i: (total / weights[i]).astype(np.float32) for i, total in sums.items()}
 
 
 def train_vectors(sentences: list[list[str]], cfg: Any, dim: int, cache_dir: str) -> Any:

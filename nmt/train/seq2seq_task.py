@@ -83,6 +83,8 @@ class Seq2SeqTask:
             self.tgt_tok,
             self.data.train_text,
             self.cfg.data.cache_dir,
+            mirror=self.cfg.data.mirror,
+            langs={"src": self.cfg.data.src_lang, "tgt": self.cfg.data.tgt_lang},
         )
         emit(f"pretrained embeddings: {report}")
         return report
