@@ -348,7 +348,7 @@ def run_bench(
             bp.steps,
             bp.profile_steps,
         )
-        row["achieved_gflops"] = round(row["tgt_tok_s"] * row["flops_per_tgt_token"] / 1e9, 1)
+        row["achieved_gflops"] = round(row["tgt_tok_s"] * row["flops_per_tgt_token"] / 1e9, 3)
         row["fraction_of_peak"] = round(row["achieved_gflops"] / peak, 3)
         row["roofline_tgt_tok_s"] = round(peak * 1e9 / row["flops_per_tgt_token"])
         result["train"].append(row)

@@ -28,7 +28,7 @@ from nmt.data.download import sha256_file
 from nmt.data.vector_sets import VECTOR_SETS, murmurhash64a, vectors_file
 from nmt.errors import ConfigError, DataError
 from nmt.models.builder import build_model
-from nmt.models.embeddings import apply_pretrained
+from nmt.models.embeddings import apply_pretrained, wants_vectors
 
 GLOVE = {"the": [0.5, -1.0, 2.0, 0.25], "cat": [1.0, 2.0, 3.0, 4.0], "cats": [4.0, 3.0, 2.0, 1.0]}
 GLOVE |= {"dog": [-2.0, 0.0, 1.0, 8.0]}
@@ -296,6 +296,15 @@ def test_pretrained_rows_subword_means_and_rescaling(registry):
     assert torch.allclose(dog, torch.tensor(GLOVE["dog"]) * ratio[0])
 
 
+def test_a_vectors_name_alone_turns_the_side_pretrained():
+    def cfg(**src):
+        return OmegaConf.structured(EmbeddingsConfig(src=EmbeddingSideConfig(**src)))
+
+    assert wants_vectors(cfg(vectors="glove_6b_50d"))
+    assert wants_vectors(cfg(freeze=True)) and wants_vectors(cfg(init="word2vec"))
+    assert not wants_vectors(cfg())
+
+
 def test_vectors_setting_and_init_must_agree(registry):
     side = EmbeddingSideConfig(init="file", vectors="tiny_glove")
     model = build_model(OmegaConf.structured(ModelConfig(emb_dim=4, hidden_dim=8)), 9, 7)
@@ -336,10 +345,11 @@ def test_real_vectors_train_on_real_pairs(shared_data, tmp_path, caplog):
         cfg = compose("config", overrides=overrides)
     with caplog.at_level(logging.INFO):
         train(cfg, out_dir=tmp_path / "run")
+    report = json.loads((tmp_path / "run" / "embeddings.json").read_text())
     for side, name in (("src", "glove_6b_50d"), ("tgt", "fr_core_news_md")):
-        line = next(
-            r.message for r in caplog.records if r.message.startswith(f"embeddings.{side}:")
-        )
-        assert f"pretrained ({name})" in line and "projected" in line
-        share = float(line.split("own vectors for ")[1].split("%")[0])
-        assert share > 50, line
+        lines = [r.message for r in caplog.records if r.message.startswith(f"embeddings.{side}:")]
+        assert len(lines) == 1 and f"pretrained ({name})" in lines[0] and "projected" in lines[0]
+        share = float(lines[0].split("own vectors for ")[1].split("%")[0])
+        assert share == pytest.approx(100 * report[side]["types"], abs=0.06) and share > 50
+        assert report[side]["vectors"] == name and report[side]["tokens_any"] > 0.9
+    assert not [r for r in caplog.records if r.name.startswith("gensim")]  # one line a side

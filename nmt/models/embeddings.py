@@ -127,10 +127,10 @@ def apply_pretrained(
             raise ConfigError(
                 f"embeddings.{side}.init={cfg.init!r} is unknown: use one of {', '.join(INITS)}"
             )
-        if cfg.init != "random" or cfg.freeze:
+        if _effective_init(cfg) != "random" or cfg.freeze:
             if side not in layers:
                 raise ConfigError(
-                    f"embeddings.{side} asks for '{cfg.init}' but this model has no {side} "
+                    f"embeddings.{side} asks for '{_effective_init(cfg)}' but this model has no {side} "
                     "embedding: use embeddings=random"
                 )
     shared = "src" in layers and "tgt" in layers and layers["src"] is layers["tgt"]
@@ -219,6 +219,11 @@ def apply_pretrained(
                 ", frozen" if cfg.freeze else "",
             )
     return report
+
+
+def wants_vectors(emb_cfg: Any) -> bool:
+    """Whether ``emb_cfg`` changes anything of a randomly initialised model."""
+    return any(_effective_init(s) != "random" or s.freeze for s in (emb_cfg.src, emb_cfg.tgt))
 
 
 def _effective_init(cfg: Any) -> str:

@@ -6,6 +6,7 @@ in them (see :mod:`nmt.models.embeddings` for the mapping rules).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -30,6 +31,19 @@ WORD_START = "\u2581"  # sentencepiece's word-boundary mark "▁"
 PUNCTUATION = string.punctuation + "\u00ab\u00bb\u2019\u201c\u201d\u2026"  # ASCII + « » ’ “ ” …
 
 
+@contextlib.contextmanager
+def quiet_gensim():
+    """gensim logs each load, epoch and save at INFO (most of a run's log): keep warnings."""
+    logger = logging.getLogger("gensim")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@quiet_gensim()
 def load_vectors(path: str, fmt: str, key: str) -> Any:
     """Read a vectors file; ``key`` (e.g. ``embeddings.src``) names the config in errors.
 
@@ -144,6 +158,7 @@ def subword_means(
     return {i: (total / weights[i]).astype(np.float32) for i, total in sums.items()}
 
 
+@quiet_gensim()
 def train_vectors(sentences: list[list[str]], cfg: Any, dim: int, cache_dir: str) -> Any:
     """Train gensim Word2Vec (``cfg.init=word2vec``) or FastText (``fasttext``) on tokenized
     ``sentences``; cached under ``cache_dir/vectors/`` by a hash of the text and options.

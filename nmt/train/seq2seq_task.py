@@ -12,7 +12,6 @@ from omegaconf import DictConfig
 from nmt.errors import ConfigError, DataError
 from nmt.train.distributed import DistInfo, all_reduce, barrier
 from nmt.train.loss import Seq2SeqObjective
-from nmt.train.metrics import emit
 
 METRICS = {"bleu": True, "chrf": True, "loss": False}  # name -> higher is better
 
@@ -71,11 +70,11 @@ class Seq2SeqTask:
         )
 
     def _pretrained_embeddings(self) -> dict | None:
-        emb = self.cfg.embeddings
-        if all(s.init == "random" and not s.freeze for s in (emb.src, emb.tgt)):
-            return None
-        from nmt.models.embeddings import apply_pretrained
+        from nmt.models.embeddings import apply_pretrained, wants_vectors
 
+        emb = self.cfg.embeddings
+        if not wants_vectors(emb):
+            return None
         report = apply_pretrained(
             self.model,
             emb,
@@ -86,8 +85,7 @@ class Seq2SeqTask:
             mirror=self.cfg.data.mirror,
             langs={"src": self.cfg.data.src_lang, "tgt": self.cfg.data.tgt_lang},
         )
-        emit(f"pretrained embeddings: {report}")
-        return report
+        return report  # one line per side is logged; the trainer writes it to embeddings.json
 
     def describe(self) -> str:
         n_params = sum(p.numel() for p in self.model.parameters())

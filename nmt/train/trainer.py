@@ -10,6 +10,7 @@ exact resuming, stopping on budgets or signals, logging, curves and the final su
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -243,6 +244,10 @@ class Trainer:
         self.t0 = time.perf_counter()
         if self.info.is_main:
             self.progress.message(self.task.describe())
+            coverage = getattr(self.task, "coverage", None)
+            if coverage:  # each side's vectors and their coverage, for studies and reports
+                text = json.dumps(coverage, indent=1) + "\n"
+                (self.out / "embeddings.json").write_text(text, encoding="utf-8")
         try:
             self._loop(resume_rng)
         finally:

@@ -22,7 +22,6 @@ resumes where it stopped. At the end the table (markdown) and the plot are writt
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import platform
@@ -148,14 +147,11 @@ def _machine() -> str:
 
 
 def _coverage(folder: Path) -> dict:
-    """Per side, the shares of piece types and training tokens with vectors (from the log)."""
-    log = folder / "common.log"
-    for line in log.read_text().splitlines() if log.is_file() else []:
-        if "pretrained embeddings: {" in line:
-            report = ast.literal_eval(line.split("pretrained embeddings: ", 1)[1])
-            keep = ("types", "tokens", "types_any", "tokens_any")
-            return {side: {k: v for k, v in r.items() if k in keep} for side, r in report.items()}
-    return {}
+    """Per side, the shares of piece types and training tokens with vectors."""
+    path = folder / "embeddings.json"
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    keep = ("types", "tokens", "types_any", "tokens_any")
+    return {side: {k: v for k, v in r.items() if k in keep} for side, r in report.items()}
 
 
 def prepare_all(jobs: list[Job], extra: list[str], bin_dir: Path, out: Path) -> None:
