@@ -114,8 +114,11 @@ class EmbeddingSideConfig:
     format: str = "glove"  # glove | word2vec_text | word2vec_bin | fasttext_vec | fasttext_bin
     freeze: bool = False
     lowercase_fallback: bool = True
-    # A learned linear projection when the vectors' size differs from model.emb_dim.
-    project: bool = True
+    # Vectors narrower/wider than model.emb_dim: false = a table of model.emb_dim (narrower
+    # vectors get extra random columns, wider ones keep their top principal components);
+    # true = a learned linear projection on a table of the vectors' width (GloVe 50d through
+    # it learned far slower on Multi30k: recipes/multi30k_en_fr/README.md).
+    project: bool = False
     # Pieces that are no whole word: none (random rows) | mean (frequency-weighted mean of
     # the vectors of the training words they occur in).
     subword: str = "mean"

@@ -141,7 +141,7 @@ def test_fasttext_bin_gives_every_piece_a_vector(tmp_path):
 
 def test_projection_when_dimensions_differ(tmp_path):
     path = write_vectors(tmp_path, "glove")
-    side = dict(init="file", path=str(path), format="glove")
+    side = dict(init="file", path=str(path), format="glove", project=True)
     model = make_model(emb_dim=6)
     report = apply_pretrained(model, emb_config(src=side), TOK, TOK, TRAIN, str(tmp_path))
     layer = model.embedding_layers()["src"]
@@ -159,13 +159,33 @@ def test_projection_when_dimensions_differ(tmp_path):
     torch.testing.assert_close(
         fresh.eval()(src, torch.tensor([3]), tgt)[0], model.eval()(src, torch.tensor([3]), tgt)[0]
     )
-    with pytest.raises(ConfigError, match="project"):
-        apply_pretrained(
-            make_model(emb_dim=6), emb_config(src=dict(side, project=False)), TOK, TOK, TRAIN, "."
-        )
     tied = make_model(emb_dim=6, tie_embeddings=True)
     with pytest.raises(ConfigError, match="tie"):
         apply_pretrained(tied, emb_config(tgt=side), TOK, TOK, TRAIN, ".")
+
+
+def test_without_projection_vectors_are_fitted_to_the_model_width(tmp_path):
+    path = write_vectors(tmp_path, "glove")
+    side = dict(init="file", path=str(path), format="glove", project=False)
+    wide = make_model(emb_dim=6)  # 4-dim vectors: two random columns added
+    report = apply_pretrained(wide, emb_config(src=side), TOK, TOK, TRAIN, str(tmp_path))
+    layer = wide.embedding_layers()["src"]
+    assert layer.proj is None and layer.table.weight.shape == (V, 6)
+    assert not report["src"]["projected"] and report["src"]["dim"] == 4
+    cat = layer.table.weight[TOK.vocab.index("▁cat")].detach()
+    assert torch.equal(cat[:4], torch.tensor(WORDS["cat"])) and cat[4:].abs().sum() > 0
+    assert not layer.table.weight[PAD_ID].any()
+    # 4-dim vectors into a 3-dim model: the top 3 principal components of the covered rows.
+    narrow = make_model(emb_dim=3)
+    apply_pretrained(narrow, emb_config(src=side), TOK, TOK, TRAIN, str(tmp_path))
+    rows = [TOK.vocab.index(p) for p in ("▁the", "▁cat", "▁Dog", "▁car")]
+    got = narrow.embedding_layers()["src"].table.weight.detach()[rows].double()
+    words = torch.tensor([WORDS[w] for w in ("the", "cat", "dog", "car")], dtype=torch.float64)
+    centered = words - words.mean(0)
+    top3 = torch.linalg.svd(centered, full_matrices=False)[2][:3]
+    expected = centered @ top3.T
+    scale = got.norm() / expected.norm()  # one overall scale factor (the spread is kept)
+    torch.testing.assert_close(got, expected * scale, atol=1e-5, rtol=1e-4)
 
 
 def test_frozen_rows_stay_and_unfrozen_rows_learn(tmp_path):

@@ -169,13 +169,10 @@ def apply_pretrained(
             vectors, covered, covered_any = map_vectors(
                 kv, tok, layer.table.weight.detach(), cfg, lines
             )
-            if vectors.shape[1] != layer.emb_dim:
-                if not cfg.project:
-                    raise ConfigError(
-                        f"embeddings.{side}: the vectors have {vectors.shape[1]} dimensions but "
-                        f"model.emb_dim={layer.emb_dim}: set model.emb_dim={vectors.shape[1]} "
-                        f"or embeddings.{side}.project=true"
-                    )
+            dim = vectors.shape[1]
+            if dim != layer.emb_dim and not cfg.project:
+                vectors = fit_width(vectors, layer.emb_dim, covered_any, cfg.seed)
+            elif dim != layer.emb_dim:
                 if tied:
                     raise ConfigError(
                         f"embeddings.{side}: {vectors.shape[1]}-dimensional vectors cannot be "
@@ -184,7 +181,7 @@ def apply_pretrained(
                     )
             layer.set_vectors(vectors)
             info.update(
-                dim=vectors.shape[1],
+                dim=dim,
                 types=_type_coverage(tok, covered),
                 tokens=_token_coverage(tok, lines, covered),
                 types_any=_type_coverage(tok, covered_any),
@@ -328,6 +325,31 @@ def map_vectors(
         out = torch.randn(tok.vocab_size, dim, generator=gen) * 0.1
     out[PAD_ID] = 0.0
     return out.to(device=current.device, dtype=current.dtype), covered, covered_any
+
+
+def fit_width(vectors: Tensor, width: int, covered: list[bool], seed: int) -> Tensor:
+    """``vectors (vocab, dim)`` made ``(vocab, width)`` without a projection layer.
+
+    Narrower vectors get ``width - dim`` extra random columns at the same spread (the table
+    keeps the model's full width; the pretrained columns are where words start apart);
+    wider ones keep their ``width`` principal components (PCA over the covered rows).
+    """
+    vocab, dim = vectors.shape
+    std = float(vectors[1:].std())
+    if dim < width:
+        gen = torch.Generator().manual_seed(seed + 1)
+        extra = torch.randn(vocab, width - dim, generator=gen, dtype=vectors.dtype) * std
+        out = torch.cat([vectors, extra.to(vectors.device)], dim=1)
+    else:
+        rows = vectors[torch.tensor(covered, device=vectors.device)].double()
+        mean = rows.mean(dim=0, keepdim=True) if len(rows) else vectors.double().mean(0, True)
+        basis = torch.linalg.svd(
+            (rows if len(rows) > 1 else vectors.double()) - mean, full_matrices=False
+        )[2][:width]
+        out = ((vectors.double() - mean) @ basis.T).to(vectors.dtype)
+        out = out * (std / max(float(out[1:].std()), 1e-12))
+    out[PAD_ID] = 0.0
+    return out
 
 
 def _type_coverage(tok: PieceTokenizer, covered: list[bool]) -> float:

@@ -10,7 +10,8 @@ Do pretrained word vectors help an RNN translator, and when? Multi30k en->fr wit
 * ``frozen``      — the same vectors, kept fixed (only the projections learn);
 
 plus, at 3,000 pairs, ``pretrained`` without sub-word means (``subword=none``) and with a
-word-level vocabulary. The small sizes run with 2 seeds. Every run is trained with the base
+word-level vocabulary, and at 29,000 both pretrained arms through a learned projection
+(``project=true``) instead of a table of the model's width. The small sizes run with 2 seeds. Every run is trained with the base
 config ``embeddings_study.yaml`` and the per-size settings below, then its three test sets
 are decoded with beam 5 (``nmt-evaluate``). Runs already finished are skipped, so the study
 resumes where it stopped. At the end the table (markdown) and the plot are written:
@@ -60,6 +61,17 @@ ARMS = {
         "tokenizer=word",
         "tokenizer.vocab_size=16000",
     ],
+    # The vectors through a learned projection instead of a table of the model's width.
+    "pretrained_projected": [
+        "embeddings=pretrained",
+        "embeddings.src.project=true",
+        "embeddings.tgt.project=true",
+    ],
+    "frozen_projected": [
+        "embeddings=pretrained_frozen",
+        "embeddings.src.project=true",
+        "embeddings.tgt.project=true",
+    ],
 }
 MAIN_ARMS = ("random", "word2vec", "pretrained", "frozen")
 
@@ -90,6 +102,8 @@ def plan(sizes: list[int], seeds_small: int) -> list[Job]:
         arms = list(MAIN_ARMS)
         if size == 3000:
             arms += ["pretrained_whole_words", "pretrained_word_vocab"]
+        if size == 29000:
+            arms += ["pretrained_projected", "frozen_projected"]
         jobs += [Job(size, arm, seed) for seed in seeds for arm in arms]
     return jobs
 
