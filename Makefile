@@ -37,7 +37,7 @@ lint: install ## Ruff lint and format check
 prepare: install ## Download (or take from the mirror) and tokenize Multi30k
 	$(BIN)/nmt-prepare data=multi30k_en_fr
 
-quickstart: install ## Prepare, train (≤12 min on 2 cores), translate and score Multi30k (~14 min)
+quickstart: install ## Prepare, train (≤12 min on 2 cores), translate and score Multi30k (6-15 min)
 	bash recipes/quickstart/run.sh
 
 multi30k: install ## Recipe multi30k_en_fr: 90 min of training on 2 cores, 3 test sets scored
