@@ -120,8 +120,8 @@ class EmbeddingSideConfig:
     # it learned far slower on Multi30k: recipes/multi30k_en_fr/README.md).
     project: bool = False
     # Pieces that are no whole word: none (random rows) | mean (frequency-weighted mean of
-    # the vectors of the training words they occur in).
-    subword: str = "mean"
+    # the vectors of the training words they occur in; tied with none in the Multi30k study).
+    subword: str = "none"
     # Scale the vectors to the spread of the model's initial table (fastText's reach +-10).
     rescale: bool = True
     # Training with gensim (init=word2vec | fasttext).
