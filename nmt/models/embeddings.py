@@ -1,11 +1,13 @@
 """Embedding layers, and their initialisation from pretrained or gensim-trained vectors.
 
 :class:`Embeddings` is a lookup table (PAD row fixed at zero), an optional learned projection
-(when pretrained vectors are narrower/wider than ``model.emb_dim``), and dropout.
+(``project: true`` with vectors narrower/wider than ``model.emb_dim``), and dropout. Without
+the projection such vectors are fitted to the table's width (:func:`fit_width`).
 
 :func:`apply_pretrained` fills the tables of a built model from vectors (a registry vector set
 such as GloVe, see :mod:`nmt.data.vector_sets`; a file; or vectors trained with gensim on the
-tokenized training text, see :mod:`nmt.models.vectors`) and returns a coverage report. Mapping onto a sentencepiece vocabulary: the piece ``▁word`` takes
+tokenized training text, see :mod:`nmt.models.vectors`) and returns a coverage report.
+Mapping onto a sentencepiece vocabulary: the piece ``▁word`` takes
 the vector of ``word`` (a piece that is itself a key, e.g. from vectors trained on pieces,
 takes its own vector first; a piece equal to a whole word likewise); the lowercase form is
 tried last. With ``subword: mean`` a piece that is no whole word takes the frequency-weighted
