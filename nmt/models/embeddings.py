@@ -182,12 +182,13 @@ def apply_pretrained(
                         "model.tie_embeddings=false"
                     )
             layer.set_vectors(vectors)
+            piece_counts = _piece_id_counts(tok, lines)  # segmented once for both shares
             info.update(
                 dim=dim,
                 types=_type_coverage(tok, covered),
-                tokens=_token_coverage(tok, lines, covered),
+                tokens=_token_share(piece_counts, covered),
                 types_any=_type_coverage(tok, covered_any),
-                tokens_any=_token_coverage(tok, lines, covered_any),
+                tokens_any=_token_share(piece_counts, covered_any),
                 projected=layer.proj is not None,
             )
         if cfg.freeze:
@@ -344,10 +345,9 @@ def fit_width(vectors: Tensor, width: int, covered: list[bool], seed: int) -> Te
         out = torch.cat([vectors, extra.to(vectors.device)], dim=1)
     else:
         rows = vectors[torch.tensor(covered, device=vectors.device)].double()
-        mean = rows.mean(dim=0, keepdim=True) if len(rows) else vectors.double().mean(0, True)
-        basis = torch.linalg.svd(
-            (rows if len(rows) > 1 else vectors.double()) - mean, full_matrices=False
-        )[2][:width]
+        sample = rows if len(rows) > 1 else vectors.double()  # what the components come from
+        mean = sample.mean(dim=0, keepdim=True)
+        basis = torch.linalg.svd(sample - mean, full_matrices=False)[2][:width]
         out = ((vectors.double() - mean) @ basis.T).to(vectors.dtype)
         out = out * (std / max(float(out[1:].std()), 1e-12))
     out[PAD_ID] = 0.0
@@ -361,12 +361,19 @@ def _type_coverage(tok: PieceTokenizer, covered: list[bool]) -> float:
     return hits / max(n_types, 1)
 
 
-def _token_coverage(tok: PieceTokenizer, lines: list[str], covered: list[bool]) -> float:
-    """Share of the training tokens (pieces of ``lines``) whose id has a pretrained vector."""
+def _piece_id_counts(tok: PieceTokenizer, lines: list[str]) -> Counter[int]:
+    """How often each piece id occurs in ``lines`` (pieces outside the vocabulary as UNK)."""
     piece_ids = {tok.id_to_piece(i): i for i in range(tok.vocab_size)}
-    counts: Counter[str] = Counter()
+    pieces: Counter[str] = Counter()
     for line in lines:
-        counts.update(tok.pieces(line))
-    total = sum(counts.values())
-    hit = sum(n for p, n in counts.items() if covered[piece_ids.get(p, UNK_ID)])
-    return hit / total if total else 0.0
+        pieces.update(tok.pieces(line))
+    ids: Counter[int] = Counter()
+    for piece, n in pieces.items():
+        ids[piece_ids.get(piece, UNK_ID)] += n
+    return ids
+
+
+def _token_share(id_counts: Counter[int], covered: list[bool]) -> float:
+    """Share of the training tokens whose id has a pretrained vector."""
+    total = sum(id_counts.values())
+    return sum(n for i, n in id_counts.items() if covered[i]) / total if total else 0.0
