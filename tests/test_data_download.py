@@ -109,10 +109,15 @@ def test_missing_file_on_server_is_a_clear_error(server, tmp_path):
 def test_mirror_replaces_the_network(server, tmp_path, monkeypatch):
     _, root, _ = server
     url = _closed_port_url()  # would fail if it were used
-    assert fetch(REL, url, SHA, tmp_path / "cache", mirror=root) == root / REL
+    cached = tmp_path / "cache" / "downloads" / REL
+    # Copied into the cache (verified), so what was prepared stays usable without the mirror.
+    assert fetch(REL, url, SHA, tmp_path / "cache", mirror=root) == cached
+    assert cached.read_bytes() == (root / REL).read_bytes()
     monkeypatch.setenv(download.MIRROR_ENV, str(root))
-    assert fetch(REL, url, SHA, tmp_path / "cache") == root / REL
-    assert not (tmp_path / "cache").exists()  # read in place, nothing copied
+    assert fetch(REL, url, SHA, tmp_path / "cache") == cached
+    monkeypatch.delenv(download.MIRROR_ENV)
+    assert fetch(REL, url, SHA, tmp_path / "cache") == cached  # no mirror, no network needed
+    assert not [p for p in cached.parent.iterdir() if p.name != cached.name]  # no temporaries
 
 
 def test_mirror_file_is_verified_too(server, tmp_path):

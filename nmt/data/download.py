@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nmt.errors import DataError
+from nmt.outputs import replacing
 
 MIRROR_ENV = "NMT_DATA_MIRROR"
 CHUNK = 1 << 20
@@ -70,33 +71,22 @@ def fetch(
         relpath: path under the mirror and under ``<cache_dir>/downloads`` (``multi30k/val.en.gz``).
         sha256: expected hex digest of the file.
         mirror: folder replacing the network (default ``$NMT_DATA_MIRROR``); its files are
-            verified and read in place (never copied, never modified).
+            verified and copied into the cache (never modified), so what was prepared from
+            a mirror stays usable without it. A verified cached copy is used first.
         download: writes the file to the path it is given, instead of fetching ``url`` over
             HTTP (e.g. ``pip download`` for a wheel); the result is verified all the same.
         kind: what the file is, in messages ("file", "wheel").
     """
     mirror_dir = resolve_mirror(mirror)
-    if mirror_dir is not None:
-        path = mirror_dir / relpath
-        if not path.is_file():
-            raise DataError(
-                f"data mirror {mirror_dir} has no {relpath}: copy the {kind} there (from {url}) "
-                f"or unset data.mirror/{MIRROR_ENV} to download it"
-            )
-        got = sha256_file(path)
-        if got != sha256:
-            raise DataError(
-                f"mirror {kind} {path} has SHA-256 {got[:12]}..., expected {sha256[:12]}...: "
-                f"replace it with the published {kind}"
-            )
-        return path
-
     target = Path(cache_dir) / "downloads" / relpath
     if target.is_file():
         if sha256_file(target) == sha256:
             return target
-        target.unlink()  # a stale or damaged copy is never trusted; download again
+        target.unlink()  # a stale or damaged copy is never trusted; fetch again
     target.parent.mkdir(parents=True, exist_ok=True)
+    if mirror_dir is not None:
+        _copy_from_mirror(mirror_dir, relpath, url, target, sha256, kind)
+        return target
     if download is not None:
         _download_with(download, target, sha256, kind)
         return target
@@ -112,6 +102,29 @@ def fetch(
                 f"or data.mirror=... to a folder holding {relpath}"
             ) from None
     return target
+
+
+def _copy_from_mirror(
+    mirror_dir: Path, relpath: str, url: str, target: Path, sha256: str, kind: str
+) -> None:
+    """Copy ``mirror_dir/relpath`` to ``target``, hashing while copying; renamed into place
+    only when the hash matches."""
+    source = mirror_dir / relpath
+    if not source.is_file():
+        raise DataError(
+            f"data mirror {mirror_dir} has no {relpath}: copy the {kind} there (from {url}) "
+            f"or unset data.mirror/{MIRROR_ENV} to download it"
+        )
+    digest = hashlib.sha256()
+    with replacing(target) as tmp, open(source, "rb") as src, open(tmp, "wb") as dst:
+        for block in iter(lambda: src.read(CHUNK), b""):
+            digest.update(block)
+            dst.write(block)
+        if digest.hexdigest() != sha256:
+            raise DataError(
+                f"mirror {kind} {source} has SHA-256 {digest.hexdigest()[:12]}..., expected "
+                f"{sha256[:12]}...: replace it with the published {kind}"
+            )
 
 
 def _download_with(download: Callable[[Path], None], target: Path, sha256: str, kind: str) -> None:
@@ -177,17 +190,3 @@ def _download(url: str, target: Path, sha256: str, relpath: str) -> None:
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)  # no-op after a successful rename
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes through a temporary file in the same folder, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)

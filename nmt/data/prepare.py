@@ -30,9 +30,9 @@ from nmt.config import UNK_ID
 from nmt.data import datasets
 from nmt.data.charvocab import CharVocab
 from nmt.data.cleaning import clean_pairs, clean_text, length_filter, normalize
-from nmt.data.download import write_atomic
 from nmt.data.tokenizer import Tokenizer, build_tokenizers
 from nmt.errors import ConfigError, DataError
+from nmt.outputs import write_atomic
 
 CACHE_VERSION = 3
 # Options that change the prepared data (mirror, cache_dir and test_splits do not).

@@ -24,8 +24,8 @@ import torch
 
 from nmt.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from nmt.data.cleaning import clean_text
-from nmt.data.download import write_atomic
 from nmt.errors import ConfigError, DataError
+from nmt.outputs import write_atomic
 
 MODEL_TYPES = ("unigram", "bpe", "char", "word")
 N_SPECIAL = 4

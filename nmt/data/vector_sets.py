@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nmt.data.download import MIRROR_ENV, fetch, sha256_file, write_atomic
+from nmt.data.download import MIRROR_ENV, fetch, sha256_file
 from nmt.errors import ConfigError, DataError
+from nmt.outputs import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +260,7 @@ def vectors_file(
     info = {"vector_set": vs.name, "wheel_sha256": vs.sha256, "sha256": sha256_file(out)}
     info |= {"words_asked": len(wanted), "words_found": len(found), "dim": vs.dim}
     write_atomic(manifest, (json.dumps(info, indent=1) + "\n").encode())
-    log.info("%s: %d of %d words have vectors -> %s", vs.name, len(found), len(wanted), out)
+    log.debug("%s: %d of %d words have vectors -> %s", vs.name, len(found), len(wanted), out)
     return out
 
 
