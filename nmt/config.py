@@ -178,7 +178,10 @@ class TrainConfig:
     patience: int = 5  # validations without improvement before stopping (0 = never)
     keep_last: int = 2
     resume: bool = False
-    log_every: int = 50
+    log_every: int = 50  # steps between logged averages (metrics.jsonl, TensorBoard, log)
+    # A progress line at least this often (seconds; 0 = off), also during validation, so a
+    # slow run is never silent; console/log only (metrics.jsonl stays step-based).
+    log_seconds: float = 30.0
     compile: bool = False
     # Character language model: truncated back-propagation through time.
     bptt_len: int = 128
@@ -288,10 +291,37 @@ def check_decode_config(dec: Any, prefix: str = "decode") -> None:
     ):
         if getattr(dec, key) < 0:
             raise ConfigError(f"{prefix}.{key}={getattr(dec, key)} must not be negative")
-    if not dec.temperature >= 0:
-        raise ConfigError(f"{prefix}.temperature={dec.temperature} must not be negative")
+    if not 0 <= dec.temperature < float("inf"):  # nan and inf: a RuntimeError when sampling
+        raise ConfigError(f"{prefix}.temperature={dec.temperature} must be a finite number >= 0")
     if not 0 <= dec.top_p <= 1:
         raise ConfigError(f"{prefix}.top_p={dec.top_p} must be in [0, 1]")
+
+
+LOCAL_SPLITS = ("train", "valid", "test")
+
+
+def check_data_config(data: Any) -> None:
+    """Refuse ``data=local`` settings that name one split's files twice (a TSV and a
+    source/target pair), before any file is looked at.
+
+    Raises:
+        ConfigError: naming both keys and what to do.
+    """
+    from nmt.errors import ConfigError
+
+    def get(key: str) -> Any:
+        return data.get(key) if isinstance(data, dict) else getattr(data, key, None)
+
+    if get("name") != "local":
+        return
+    for split in LOCAL_SPLITS:
+        pair = [f"data.{split}_{side}" for side in ("src", "tgt") if get(f"{split}_{side}")]
+        if get(f"{split}_tsv") and pair:
+            raise ConfigError(
+                f"data.{split}_tsv and {' and '.join(pair)} are both set: give the {split} "
+                f"pairs one way, either data.{split}_tsv or data.{split}_src and "
+                f"data.{split}_tgt (set the other to null)"
+            )
 
 
 def check_values(cfg: Any) -> None:
@@ -317,7 +347,7 @@ def check_values(cfg: Any) -> None:
     for key in (
         "max_steps", "max_epochs", "max_minutes", "max_tokens", "max_sentences", "lr",
         "weight_decay", "momentum", "clip_norm", "warmup_steps", "plateau_patience", "min_lr",
-        "valid_every", "valid_max_sentences", "patience", "keep_last", "threads",
+        "valid_every", "valid_max_sentences", "patience", "keep_last", "threads", "log_seconds",
     ):  # fmt: skip
         at_least(key, 0)
     if t.max_tokens <= 0 and t.max_sentences <= 0:
@@ -333,6 +363,7 @@ def check_values(cfg: Any) -> None:
             f"train.decay_by_time=true needs train.schedule=cosine (it is {t.schedule!r})"
         )
     check_decode_config(cfg.decode)
+    check_data_config(cfg.data)
     if cfg.model.share_embeddings and cfg.model.arch == "seq2seq":
         if not cfg.tokenizer.joint or cfg.tokenizer.restrict_vocab:
             raise ConfigError(

@@ -41,12 +41,15 @@ def score(
     Returns:
         ``{metric: value, metric + "_signature": str, ...}`` plus ``n_sentences``.
     Raises:
-        DataError: a reference stream's length differs from the hypotheses'.
+        DataError: a reference stream's length differs from the hypotheses', or there is
+            nothing to score (no hypotheses and no reference lines).
     """
     hyps = [h.rstrip("\n") for h in hyps]
     refs = [[r.rstrip("\n") for r in stream] for stream in refs_list]
     if not refs:
         raise DataError("no references given: pass at least one reference file (-r)")
+    if not hyps and not any(refs):
+        raise DataError("the hypotheses and references hold no lines: nothing to score")
     for i, stream in enumerate(refs):
         if len(stream) != len(hyps):
             raise DataError(

@@ -68,6 +68,90 @@ def tiny_parallel(shared_data, tmp_path_factory) -> dict[str, Path]:
     return files
 
 
+@pytest.fixture(scope="session")
+def tiny_lines(tiny_parallel) -> list[str]:
+    """The tiny corpus's training lines, English then French."""
+    lines = []
+    for key in ("train_src", "train_tgt"):
+        lines += tiny_parallel[key].read_text(encoding="utf-8").splitlines()
+    return lines
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_lines):
+    """A joint 120-piece sentencepiece tokenizer of the tiny corpus."""
+    from nmt.config import TokenizerConfig
+    from nmt.data.tokenizer import Tokenizer, train_model
+
+    return Tokenizer(train_model(tiny_lines, TokenizerConfig(vocab_size=120)))
+
+
+def make_checkpoint(
+    path: Path,
+    src_tok,
+    tgt_tok,
+    arch: str = "seq2seq",
+    seed: int = 0,
+    attention: str = "bahdanau",
+    step: int = 0,
+    beam_size: int = 3,
+) -> Path:
+    """A random-weight checkpoint (16-dim GRU) that translates quickly; ``seed`` draws its
+    weights, ``step`` is the training step it claims."""
+    from omegaconf import OmegaConf
+
+    from nmt.config import Config, to_plain
+    from nmt.models.builder import build_model
+    from nmt.train.checkpoint import save_checkpoint
+
+    cfg = OmegaConf.structured(Config)
+    m = cfg.model
+    m.emb_dim, m.hidden_dim, m.dropout, m.init_scale, m.arch = 16, 16, 0.0, 1.0, arch
+    m.attention = "none" if arch == "char_lm" else attention
+    cfg.decode.beam_size, cfg.decode.max_len_a, cfg.decode.max_len_b = beam_size, 0.2, 4
+    torch.manual_seed(seed)
+    size = getattr(src_tok, "vocab_size", None) or src_tok.size
+    model = build_model(m, size, getattr(tgt_tok, "vocab_size", None) or tgt_tok.size)
+    save_checkpoint(
+        path,
+        {
+            "format_version": 1,
+            "config": to_plain(cfg),
+            "model": model.state_dict(),
+            "src_tokenizer": src_tok.state_dict(),
+            "tgt_tokenizer": tgt_tok.state_dict(),
+            "step": step,
+        },
+    )
+    return path
+
+
+def one_line_error(code: int, err: str, *needles: str, out: str = "") -> str:
+    """Assert a user error: exit code 2, nothing on stdout, one ``nmt: error:`` line on
+    stderr holding every needle; returns that line."""
+    assert code == 2 and out == "" and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nmt: error: "), err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def run_main(module, args: list[str], capsys, stdin: str | None = None, monkeypatch=None):
+    """``module.main(args)`` of an argparse command: (exit code, stdout, stderr)."""
+    if stdin is not None:
+        import io
+
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode("utf-8"))))
+    code = 0
+    try:
+        module.main(args)
+    except SystemExit as err:
+        code = int(err.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def run_cli_in_process(main, argv: list[str], monkeypatch, capsys) -> tuple[int, str]:
     """Call an entry point's ``main()`` with ``argv``: (exit code, stderr)."""
     monkeypatch.setattr(sys, "argv", argv)

@@ -94,4 +94,4 @@ def test_nmt_score_stdin_and_errors(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert short.returncode == 2 and "2 lines but there are 1" in short.stderr
+    assert short.returncode == 2 and "has 2 lines but hypothesis file stdin has 1" in short.stderr

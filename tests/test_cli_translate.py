@@ -161,7 +161,7 @@ def test_nbest_greedy_sample_and_attention_plots(run_dir, tmp_path, capsys, monk
     code, out, err = _main([*args, "--plot-count", "1"], capsys, monkeypatch, stdin=text)
     assert code == 0, err
     rows = [r.split(" ||| ") for r in out.splitlines()]
-    assert [int(r[0]) for r in rows] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert [int(r[0]) for r in rows] == [1, 1, 1, 2, 2, 2, 3, 3, 3]  # line numbers from 1
     assert rows[3][1] == "" and all(len(r) == 3 for r in rows)
     scores = [float(r[2]) for r in rows[:3]]
     assert scores == sorted(scores, reverse=True) and len({r[1] for r in rows[:3]}) == 3

@@ -12,70 +12,37 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_checkpoint, one_line_error, run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from nmt.config import Config, TokenizerConfig, to_plain
+from nmt.config import TokenizerConfig
 from nmt.data.charvocab import CharVocab
 from nmt.data.tokenizer import Tokenizer, train_model
-from nmt.models.builder import build_model
 from nmt.train.checkpoint import save_checkpoint
 
 SENTINELS = ["A man in an orange hat.", "Two dogs run on the grass.", "A girl is eating."]
 
 
-def _checkpoint(path: Path, src_tok, tgt_tok, arch: str = "seq2seq", seed: int = 0) -> Path:
-    cfg = OmegaConf.structured(Config)
-    m = cfg.model
-    m.emb_dim, m.hidden_dim, m.dropout, m.init_scale, m.arch = 16, 16, 0.0, 1.0, arch
-    if arch == "char_lm":
-        m.attention = "none"
-    cfg.decode.beam_size, cfg.decode.max_len_a, cfg.decode.max_len_b = 3, 0.2, 4
-    torch.manual_seed(seed)
-    size = getattr(src_tok, "vocab_size", None) or src_tok.size
-    model = build_model(m, size, getattr(tgt_tok, "vocab_size", None) or tgt_tok.size)
-    save_checkpoint(
-        path,
-        {
-            "format_version": 1,
-            "config": to_plain(cfg),
-            "model": model.state_dict(),
-            "src_tokenizer": src_tok.state_dict(),
-            "tgt_tokenizer": tgt_tok.state_dict(),
-            "step": 0,
-        },
-    )
-    return path
-
-
 @pytest.fixture(scope="module")
-def ckpts(tiny_parallel, tmp_path_factory) -> dict[str, Path]:
+def ckpts(tiny_lines, tiny_tokenizer, tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("ckpts")
-    lines = []
-    for key in ("train_src", "train_tgt"):
-        lines += tiny_parallel[key].read_text(encoding="utf-8").splitlines()
-    tok = Tokenizer(train_model(lines, TokenizerConfig(vocab_size=120)))
+    lines, tok = tiny_lines, tiny_tokenizer
     # Another tokenizer with the very same number of pieces (other text, same size).
     other = Tokenizer(train_model(lines[::-1][:500], TokenizerConfig(vocab_size=120)))
     chars = CharVocab.build("".join(lines[:50]))
     return {
-        "good": _checkpoint(folder / "good.pt", tok, tok),
-        "same_size_other_tok": _checkpoint(folder / "other.pt", other, other, seed=1),
-        "char_lm": _checkpoint(folder / "lm.pt", chars, chars, arch="char_lm"),
+        "good": make_checkpoint(folder / "good.pt", tok, tok),
+        "same_size_other_tok": make_checkpoint(folder / "other.pt", other, other, seed=1),
+        "char_lm": make_checkpoint(folder / "lm.pt", chars, chars, arch="char_lm"),
     }
 
 
 def _translate(args: list[str], capsys) -> tuple[int, str, str]:
     from nmt.cli import translate
 
-    code = 0
-    try:
-        translate.main(args)
-    except SystemExit as err:
-        code = int(err.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_main(translate, args, capsys)
 
 
 def _write(path: Path, lines: list[str]) -> Path:
@@ -103,11 +70,7 @@ def _alone(ckpt: Path, lines: list[str], tmp: Path, capsys) -> list[str]:
 
 
 def _one_line_error(code: int, out: str, err: str, *needles: str) -> None:
-    assert code == 2 and out == "" and "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("nmt: error: "), err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+    one_line_error(code, err, *needles, out=out)
 
 
 def test_gigantic_line_is_truncated_with_a_warning_and_keeps_its_place(ckpts, tmp_path, capsys):

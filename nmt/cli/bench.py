@@ -16,9 +16,20 @@ import os
 import tempfile
 from pathlib import Path
 
+from nmt.cli import make_parser
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="nmt-bench", description=__doc__.split("\n\n")[0])
+    p = make_parser(
+        "nmt-bench",
+        "Training and decoding speed of the reference RNN on this machine (JSON).",
+        [
+            "nmt-bench                     # full: ~10 minutes on 2 cores, writes bench.json",
+            "nmt-bench --quick             # under 3 minutes",
+            "nmt-bench --checkpoint runs/quickstart/<run> --out mine.json",
+        ],
+        notes="Quote medians and ratios measured in the same run: these machines are noisy.",
+    )
     p.add_argument("--quick", action="store_true", help="finish in under 3 minutes")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     p.add_argument("--checkpoint", help="decode with this trained run/checkpoint")

@@ -22,11 +22,21 @@ from pathlib import Path
 
 import torch
 
+from nmt.cli import make_parser
 from nmt.errors import NMTError
+from nmt.outputs import check_output_folder, write_text
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="nmt-evaluate", description=__doc__.split("\n\n")[0])
+    p = make_parser(
+        "nmt-evaluate",
+        "Translate a run's test sets with beam search and score them (sacreBLEU BLEU, chrF).",
+        [
+            "nmt-evaluate runs/quickstart                 # every data.test_splits of the run",
+            "nmt-evaluate runs/x --splits test_2016_flickr --beam 12 --length-penalty 1.0",
+            "nmt-evaluate runs/x --greedy --examples 3 --json",
+        ],
+    )
     p.add_argument("run", help="a run folder (best.pt, else last.pt) or a .pt file")
     p.add_argument("--splits", nargs="+", help="test splits (default: the run's data.test_splits)")
     mode = p.add_mutually_exclusive_group()
@@ -53,6 +63,8 @@ def evaluate(args: argparse.Namespace) -> dict:
 
     device = resolve_device(args.device)
     ckpt = resolve_checkpoint(args.run)
+    out_dir = Path(args.out) if args.out else (ckpt.parent / "eval")
+    check_output_folder(out_dir, "--out" if args.out else "evaluation folder")
     model, src_tok, tgt_tok, decode, cfg = load_models(
         argparse.Namespace(checkpoint=str(ckpt), ensemble=[]), device
     )
@@ -75,7 +87,6 @@ def evaluate(args: argparse.Namespace) -> dict:
             f"split {unknown[0]!r} is not in data {cfg.data.name} "
             f"(it has: {', '.join(data.splits)})"
         )
-    out_dir = Path(args.out) if args.out else (ckpt.parent / "eval")
     out_dir.mkdir(parents=True, exist_ok=True)
     translator = Translator(model, src_tok, tgt_tok, decode, device)
 
@@ -96,7 +107,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         )
         scores.update(seconds=round(seconds, 2), sentences_per_second=round(len(hyps) / seconds, 1))
         for ext, lines in (("src", sources), ("ref", refs), ("hyp", hyps)):
-            (out_dir / f"{name}.{ext}").write_text("".join(x + "\n" for x in lines), "utf-8")
+            write_text(out_dir / f"{name}.{ext}", "".join(x + "\n" for x in lines))
         results[name] = scores
         if not args.json:
             print(
@@ -107,7 +118,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             for i in range(min(args.examples, len(hyps))):
                 print(f"  src: {sources[i]}\n  ref: {refs[i]}\n  hyp: {hyps[i]}\n")
     summary = {"checkpoint": str(ckpt), "decode": asdict(decode), "splits": results}
-    (out_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
+    write_text(out_dir / "results.json", json.dumps(summary, indent=2) + "\n")
     if args.json:
         print(json.dumps(summary))
     else:

@@ -12,12 +12,21 @@ import json
 import sys
 from pathlib import Path
 
+from nmt.cli import make_parser
 from nmt.errors import DataError
 from nmt.scoring import METRICS, format_scores, score
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="nmt-score", description=__doc__.split("\n\n")[0])
+    p = make_parser(
+        "nmt-score",
+        "sacreBLEU BLEU, chrF and TER of detokenized hypotheses, with their signatures.",
+        [
+            "nmt-score -r test.fr test.hyp.fr",
+            "nmt-translate runs/x -i test.en | nmt-score -r test.fr --json",
+            "nmt-score -r ref1.fr -r ref2.fr hyp.fr --moses-lowercase    # + Multi30k papers' BLEU",
+        ],
+    )
     p.add_argument("hyp", nargs="?", help="hypothesis file (default: stdin)")
     p.add_argument(
         "-r", "--ref", action="append", required=True, help="reference file (repeatable)"
@@ -65,9 +74,31 @@ def read_text_lines(path: str | None, what: str) -> list[str]:
     return [line.rstrip("\r") for line in lines]
 
 
+def check_line_counts(hyps: list[str], refs: list[list[str]], args: argparse.Namespace) -> None:
+    """Refuse empty input and references of another length, naming the files.
+
+    Raises:
+        DataError: nothing to score, or a reference file's line count differs from the
+            hypotheses'.
+    """
+    hyp_name = args.hyp or "stdin"
+    if not hyps and not any(refs):
+        ref_names = f"reference file{'s' if len(args.ref) > 1 else ''} {', '.join(args.ref)}"
+        raise DataError(
+            f"hypothesis file {hyp_name} and {ref_names} hold no lines: nothing to score"
+        )
+    for name, ref in zip(args.ref, refs):
+        if len(ref) != len(hyps):
+            raise DataError(
+                f"reference file {name} has {len(ref)} lines but hypothesis file {hyp_name} "
+                f"has {len(hyps)}: every reference file needs one line per hypothesis"
+            )
+
+
 def run(args: argparse.Namespace) -> dict:
     refs = [read_text_lines(r, "reference file") for r in args.ref]
     hyps = read_text_lines(args.hyp, "hypothesis file")
+    check_line_counts(hyps, refs, args)
     scores = score(
         hyps,
         refs,

@@ -3,7 +3,10 @@
 Reads stdin and writes stdout unless ``-i`` / ``-o`` are given, so it works in pipes. Every
 input line gives exactly one output line (an empty input line gives an empty line). With
 ``--n-best N`` every input line gives N lines ``INDEX ||| TRANSLATION ||| SCORE`` (INDEX is
-the 0-based input line number, best first; an empty input gives N empty translations).
+the input line number counted from 1, as sacreBLEU and attention plots count lines; best
+first; an empty input gives N empty translations). Beam search keeps at least N hypotheses
+(``--n-best 5 --beam 2`` searches with beam 5, and says so); ``--sample`` draws N samples
+(duplicates possible); greedy search finds one translation, so it refuses ``--n-best`` > 1.
 A run folder resolves to its ``best.pt`` (else ``last.pt``). Search options default to the
 checkpoint's ``decode`` config. Progress (files only) and a timing line go to stderr unless
 ``--quiet``.
@@ -19,13 +22,23 @@ from pathlib import Path
 
 import torch
 
+from nmt.cli import make_parser
 from nmt.config import DecodeConfig, check_decode_config
 from nmt.errors import ConfigError, NMTError
+from nmt.outputs import check_output_file, check_output_folder, write_text
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="nmt-translate", description="Translate raw text with a trained nmt checkpoint."
+    p = make_parser(
+        "nmt-translate",
+        "Translate raw text with a trained nmt checkpoint: one output line per input line.",
+        [
+            "nmt-translate runs/quickstart -i test.en -o test.hyp.fr",
+            'echo "A dog runs on the beach." | nmt-translate runs/quickstart',
+            "nmt-translate runs/x -i in.en --n-best 5 --beam 5      # INDEX ||| TEXT ||| SCORE",
+            "nmt-translate runs/x -i in.en --attention-plot plots/ --plot-count 3",
+            "nmt-translate runs/a -i in.en --ensemble runs/b/best.pt runs/c/best.pt",
+        ],
     )
     p.add_argument("checkpoint", help="a run folder (uses best.pt, else last.pt) or a .pt file")
     p.add_argument("-i", "--input", help="input text file (default: stdin)")
@@ -33,7 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--beam", type=int, help="beam size (default: the checkpoint's decode.beam_size)"
     )
-    p.add_argument("--n-best", type=int, help="write the N best translations per line")
+    p.add_argument(
+        "--n-best",
+        type=int,
+        help="write the N best translations per line as 'LINE ||| TEXT ||| SCORE' (LINE counts "
+        "from 1; beam search widens the beam to at least N, --sample draws N samples)",
+    )
     p.add_argument("--max-tokens", type=int, help="source tokens per decoding batch")
     p.add_argument("--batch-size", type=int, help="at most this many sentences per decoding batch")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -46,7 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--length-penalty", type=float, help="GNMT alpha (0 = raw log-probability)")
     p.add_argument("--max-len-a", type=float, help="max output length = a * source length + b")
     p.add_argument("--max-len-b", type=int)
-    p.add_argument("--max-src-len", type=int, default=250, help="truncate longer inputs (pieces)")
+    p.add_argument(
+        "--max-src-len", type=int, default=250, help="truncate longer inputs (pieces, at least 1)"
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--greedy", action="store_true", help="greedy search")
     mode.add_argument("--sample", action="store_true", help="sample instead of searching")
@@ -55,14 +75,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--top-p", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--quiet", action="store_true", help="no progress bar or timing line")
-    p.add_argument("--attention-plot", metavar="DIR", help="write attention heatmaps (PNG) here")
+    p.add_argument(
+        "--attention-plot",
+        metavar="DIR",
+        help="write attention heatmaps DIR/attention_<line number>.png (models with attention)",
+    )
     p.add_argument("--plot-count", type=int, default=5, help="sentences to plot (default 5)")
     p.add_argument("--ensemble", nargs="+", default=[], metavar="CKPT", help="more checkpoints")
     return p.parse_args(argv)
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse command-line values that cannot work, before anything is loaded.
+
+    Raises:
+        ConfigError: naming the option and what to use.
+    """
+    if args.max_src_len < 1:
+        raise ConfigError(
+            f"--max-src-len must be at least 1 (got {args.max_src_len}): it is the number of "
+            "source pieces kept per line, and 0 would translate every line to nothing"
+        )
+    if args.plot_count < 1:
+        raise ConfigError(f"--plot-count must be at least 1 (got {args.plot_count})")
+
+
 def decode_config(base: DecodeConfig, args: argparse.Namespace) -> DecodeConfig:
-    """The checkpoint's decode settings with the command line's overrides."""
+    """The checkpoint's decode settings with the command line's overrides.
+
+    Beam search keeps at least ``n_best`` hypotheses, so a smaller beam is widened to
+    ``n_best`` here (with a note on stderr unless ``--quiet``): the config says what is used.
+
+    Raises:
+        ConfigError: an impossible value, or ``n_best > 1`` with greedy search.
+    """
     changes = {
         "beam_size": args.beam,
         "n_best": args.n_best,
@@ -89,6 +135,20 @@ def decode_config(base: DecodeConfig, args: argparse.Namespace) -> DecodeConfig:
     if cfg.n_best < 1:
         raise ConfigError(f"--n-best must be at least 1 (got {cfg.n_best})")
     check_decode_config(cfg)  # the checkpoint's own values, and --top-p 2 and the like
+    n_best = f"--n-best {cfg.n_best}" if args.n_best is not None else f"decode.n_best={cfg.n_best}"
+    if cfg.method == "greedy" and cfg.n_best > 1:
+        raise ConfigError(
+            f"{n_best} needs beam search or sampling: greedy search finds one translation "
+            f"per line; use --beam {cfg.n_best} (or more) or --sample"
+        )
+    if cfg.method == "beam" and cfg.n_best > cfg.beam_size:
+        if not args.quiet:
+            print(
+                f"nmt: note: {n_best} needs a beam of at least {cfg.n_best}: searching with "
+                f"beam {cfg.n_best} (not {cfg.beam_size})",
+                file=sys.stderr,
+            )
+        cfg = dataclasses.replace(cfg, beam_size=cfg.n_best)
     return cfg
 
 
@@ -127,10 +187,26 @@ def load_models(args: argparse.Namespace, device: torch.device):
                 )
             models.append(other)
         model = Ensemble(models).eval()
+    # nmt-evaluate passes a Namespace of checkpoint and ensemble only.
+    plot_dir, quiet = getattr(args, "attention_plot", None), getattr(args, "quiet", True)
+    if plot_dir and not quiet and not has_attention(model):
+        print(
+            f"nmt: note: no attention plots will be written to {plot_dir}: "
+            f"{args.checkpoint}{' and its ensemble members have' if args.ensemble else ' has'} "
+            "no attention (model.attention=none)",
+            file=sys.stderr,
+        )
     base = (
         OmegaConf.to_object(cfg.decode) if not isinstance(cfg.decode, DecodeConfig) else cfg.decode
     )
     return model, src_tok, tgt_tok, base, cfg
+
+
+def has_attention(model) -> bool:
+    """True when the model (or a member of an ensemble) has an attention layer to plot."""
+    from nmt.models.attention import Attention
+
+    return any(isinstance(m, Attention) for m in model.modules())
 
 
 def same_tokenizer(a, b) -> bool:
@@ -142,10 +218,13 @@ def same_tokenizer(a, b) -> bool:
     return getattr(a, "itos", None) == getattr(b, "itos", None)
 
 
-def format_nbest(index: int, translations, n: int) -> list[str]:
-    lines = [f"{index} ||| {t.text} ||| {t.score:.4f}" for t in translations[:n]]
+def format_nbest(position: int, translations, n: int) -> list[str]:
+    """The ``n`` lines ``LINE ||| TEXT ||| SCORE`` of the input line at 0-based ``position``;
+    LINE is its line number counted from 1 (as sacreBLEU and the attention plots count)."""
+    line = position + 1
+    lines = [f"{line} ||| {t.text} ||| {t.score:.4f}" for t in translations[:n]]
     while len(lines) < n:
-        lines.append(f"{index} |||  ||| 0.0000" if not translations else lines[-1])
+        lines.append(f"{line} |||  ||| 0.0000" if not translations else lines[-1])
     return lines
 
 
@@ -153,6 +232,8 @@ def run(args: argparse.Namespace) -> None:
     from nmt.cli.score import read_text_lines
     from nmt.search.translator import Translator
 
+    check_options(args)
+    check_outputs(args)
     device = resolve_device(args.device)
     model, src_tok, tgt_tok, base, _ = load_models(args, device)
     cfg = decode_config(base, args)
@@ -160,7 +241,7 @@ def run(args: argparse.Namespace) -> None:
     translator = Translator(model, src_tok, tgt_tok, cfg, device, max_src_len=args.max_src_len)
 
     bar = None
-    if args.input and not args.quiet:
+    if args.input and not args.quiet and sys.stderr.isatty():  # no \r bars in a log file
         from tqdm import tqdm
 
         bar = tqdm(total=len(lines), unit="sent", file=sys.stderr, leave=False)
@@ -177,7 +258,7 @@ def run(args: argparse.Namespace) -> None:
         out_lines = [r[0].text if r else "" for r in results]
     write_output(out_lines, args.output)
 
-    if args.attention_plot:
+    if args.attention_plot and has_attention(model):  # else load_models said why not
         from nmt.search.plots import plot_attention_maps
 
         # Attention is kept only for the plotted sentences (keeping it for every
@@ -201,6 +282,15 @@ def run(args: argparse.Namespace) -> None:
         )
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output is writable, and none is an input, before anything is loaded."""
+    inputs = [args.input] if args.input else []
+    if args.output:
+        check_output_file(args.output, "-o/--output", inputs)
+    if args.attention_plot:
+        check_output_folder(args.attention_plot, "--attention-plot")
+
+
 def write_output(lines: list[str], path: str | None) -> None:
     text = "".join(line + "\n" for line in lines)
     if path is None:
@@ -210,10 +300,7 @@ def write_output(lines: list[str], path: str | None) -> None:
         except BrokenPipeError:  # e.g. `| head`: the reader left, which is not an error
             sys.stderr.close()
         return
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise NMTError(f"cannot write output file {path}: {err.strerror}") from None
+    write_text(path, text)  # a temporary renamed at the end: never a half-written file
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -126,6 +126,9 @@ def locate(data_cfg: Any) -> Located:
 
 
 def _local_files(data_cfg: Any) -> dict[str, Path]:
+    from nmt.config import check_data_config
+
+    check_data_config(data_cfg)
     files = {}
     for split in ("train", "valid", "test"):
         pair = (_get(data_cfg, f"{split}_src"), _get(data_cfg, f"{split}_tgt"))
@@ -143,6 +146,11 @@ def _local_files(data_cfg: Any) -> dict[str, Path]:
                 f"data=local needs data.{split}_src and data.{split}_tgt (or data.{split}_tsv): set them to your files"
             )
     for key, path in files.items():
+        if path.is_dir():
+            raise DataError(
+                f"data.{key} is {path}, a folder, not a file: set data.{key} to the corpus "
+                "file itself"
+            )
         if not path.is_file():
             raise DataError(f"data.{key} file {path} does not exist: check the path")
     return files

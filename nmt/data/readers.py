@@ -21,6 +21,8 @@ BAD_UTF8_MODES = ("error", "replace")
 def read_bytes(path: str | Path) -> bytes:
     """The file's bytes, gunzipped when it starts with the gzip magic bytes."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"data file {path} is a folder, not a file: give the file itself")
     if not path.is_file():
         raise DataError(f"data file {path} does not exist: check the path")
     data = path.read_bytes()

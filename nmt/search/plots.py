@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nmt.outputs import replacing
+
 
 def plot_attention_maps(translator, lines: list[str], results, out_dir: Path, count: int) -> int:
     """Plot the best translation's attention of the first ``count`` non-empty lines.
@@ -35,7 +37,8 @@ def plot_attention_maps(translator, lines: list[str], results, out_dir: Path, co
         ax.set_ylabel("output")
         ax.set_title(f"line {i + 1}", fontsize=9)
         fig.tight_layout()
-        fig.savefig(out_dir / f"attention_{i + 1}.png", dpi=100)
+        with replacing(out_dir / f"attention_{i + 1}.png") as tmp:  # never a half-written PNG
+            fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
         written += 1
     return written

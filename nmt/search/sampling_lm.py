@@ -28,8 +28,10 @@ def sample_lm(
     """
     if not prompt_ids:
         raise NMTError("sampling from the language model needs a prompt of at least one symbol")
-    if temperature < 0:
-        raise NMTError(f"the sampling temperature must be >= 0, got {temperature}")
+    if not 0 <= temperature < float("inf"):
+        raise NMTError(f"the sampling temperature must be a finite number >= 0, got {temperature}")
+    if top_k < 0:
+        raise NMTError(f"the sampling top_k must be >= 0 (0 = no limit), got {top_k}")
     device = next(model.parameters()).device
     prompt = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     log_probs, state = model(prompt)

@@ -7,6 +7,7 @@ with ``torch.load(weights_only=True)`` only, so a crafted file can never run cod
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
@@ -30,12 +31,18 @@ class CheckpointWriteError(NMTError, OSError):
     """Saving failed (disk full, I/O error); the previous file at the path is untouched."""
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+RESUME_HINT = "then run again (training continues with train.resume=true)"
+
+
+def save_checkpoint(
+    path: str | Path, payload: dict[str, Any], retry_hint: str = RESUME_HINT
+) -> None:
     """Write ``payload`` to ``path`` atomically: a crash mid-write leaves the old file intact.
 
     The bytes go to a temporary file in the same folder, are flushed and fsync'ed, and the
     temporary file then replaces ``path`` in one ``os.replace``; the folder is fsync'ed so the
-    rename itself survives a power cut.
+    rename itself survives a power cut. A failed write is a :class:`CheckpointWriteError`
+    whose message ends with ``retry_hint`` (what to do next).
     """
     path = Path(path)
     tmp = None
@@ -56,8 +63,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
             kept = f"the previous {path.name} is intact" if path.is_file() else "nothing was saved"
             raise CheckpointWriteError(
                 f"could not write checkpoint {path} ({_short(os_err)}): {kept}; free disk space "
-                "or choose another folder, then run again (training continues with "
-                "train.resume=true)"
+                f"or choose another folder, {retry_hint}"
             ) from err
         raise
     _fsync_dir(path.parent)
@@ -108,14 +114,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 f"checkpoint {path} contains objects other than tensors and plain data and was "
                 "refused for safety: only load checkpoints written by nmt-train"
             ) from None
-        raise NMTError(
-            f"checkpoint {path} is corrupt or not written by torch.save: use another checkpoint"
-        ) from None
+        raise _damaged(path, err) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        raise NMTError(
-            f"checkpoint {path} is truncated or corrupt ({_short(err)}): use another checkpoint "
-            "(e.g. last.pt or best.pt of the same run)"
-        ) from None
+        raise _damaged(path, err) from None
     if not isinstance(payload, dict) or "model" not in payload or "format_version" not in payload:
         raise NMTError(f"{path} is not an nmt checkpoint (no 'model'/'format_version' entry)")
     if not isinstance(payload["format_version"], int) or not isinstance(payload["model"], dict):
@@ -138,15 +139,28 @@ def _verify_checksums(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as err:
-        raise NMTError(
-            f"checkpoint {path} is truncated or corrupt ({_short(err)}): use another checkpoint "
-            "(e.g. last.pt or best.pt of the same run)"
-        ) from None
+        raise _damaged(path, err) from None
     if bad is not None:
         raise NMTError(
             f"checkpoint {path} is corrupt (checksum mismatch in {bad}): use another checkpoint "
             "(e.g. last.pt or best.pt of the same run)"
         )
+
+
+def _damaged(path: Path, err: BaseException) -> NMTError:
+    """The error for a checkpoint that cannot be read, in our words (torch's and zipfile's
+    texts, e.g. "PytorchStreamReader failed reading zip archive", mean nothing to users)."""
+    if isinstance(err, PermissionError) or (isinstance(err, OSError) and err.errno == errno.EIO):
+        # The file system refused (permissions, a failing disk): the bytes may well be fine.
+        return NMTError(f"cannot read checkpoint {path} ({err.strerror}): check the file")
+    try:
+        size = f" ({path.stat().st_size} bytes)"
+    except OSError:
+        size = ""
+    return NMTError(
+        f"checkpoint {path}{size} is incomplete or corrupt (cut short, damaged, or not a "
+        "checkpoint at all): use another checkpoint (e.g. last.pt or best.pt of the same run)"
+    )
 
 
 def _short(err: BaseException) -> str:
@@ -248,10 +262,17 @@ def resume_trainer(trainer) -> dict[str, Any]:
     data = load_checkpoint(path, map_location="cpu")
     if "optimizer" not in data:
         raise NMTError(f"{path} has no training state: it cannot be resumed")
-    t.model.load_state_dict(data["model"])
-    t.optimizer.load_state_dict(data["optimizer"])
-    t.schedule.load_state_dict(data["scheduler"])
-    t.scaler.load_state_dict(data["scaler"])
+    try:  # the configs were compared first; this catches files whose config was edited
+        t.model.load_state_dict(data["model"])
+        t.optimizer.load_state_dict(data["optimizer"])
+        t.schedule.load_state_dict(data["scheduler"])
+        t.scaler.load_state_dict(data["scaler"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        what = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise NMTError(
+            f"{path} does not match the model this config builds ({what}): resume with the "
+            "run's own config (its .hydra/config.yaml) or start a new run"
+        ) from None
     t.task.load_sampler_state(data["sampler"])
     t.task.load_extra_state(data.get("task_state"), t.device)
     t.step, t.epoch = int(data["step"]), int(data["epoch"])

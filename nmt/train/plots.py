@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nmt.outputs import replacing
 from nmt.train.metrics import read_metrics
 
 
@@ -42,6 +43,7 @@ def plot_curves(metrics_path: Path, out_png: Path) -> Path | None:
         ax.set_ylabel(f"val {metric.replace('_', ' ')}")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
+    with replacing(out_png) as tmp:  # a resumed run redraws it: never a half-written PNG
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return Path(out_png)
