@@ -39,7 +39,7 @@ def test_prepare_local_prints_the_summary(tiny_parallel, tmp_path):
     rows = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line.strip()}
     assert rows["train"][1] == "400" and rows["val"][1:3] == ["50", "50"]
     assert "vocab: src 400, tgt 400" in out.stdout
-    assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()  # the resolved config
+    assert not (tmp_path / "run").exists()  # the output is the cache: no run folder is kept
 
 
 def test_bad_mirror_path_fails_with_one_clear_line(tmp_path, monkeypatch, capsys):

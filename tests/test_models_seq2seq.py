@@ -258,7 +258,7 @@ def test_initialisation(init):
 
 
 def test_parameter_count_is_logged(caplog):
-    with caplog.at_level(logging.INFO, logger="nmt.models.builder"):
+    with caplog.at_level(logging.DEBUG, logger="nmt.models.builder"):
         model = make()
     n = count_parameters(model)
     assert n == sum(p.numel() for p in model.parameters())

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from nmt.config import check_known_keys, conf_dir, register_configs
 from nmt.errors import NMTError
+from nmt.outputs import check_output_folder
 
 FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
 
@@ -61,29 +67,119 @@ def config_error_line(err: BaseException) -> str:
     return text
 
 
-def hydra_app(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-    """Wrap ``task(cfg)`` as a console script driven by ``conf/config.yaml``.
+# --- the run folder: checked before Hydra makes it, removed again when nothing was kept ---
+
+# Folders this process is about to create for ``hydra.run.dir`` (outermost first), set by
+# RunFolderGuard before Hydra makes them: only these are ever removed again.
+_created_run_folders: list[Path] = []
+
+
+class RunFolderGuard(Callback):
+    """Hydra callback (conf/config.yaml): before Hydra creates ``hydra.run.dir``, check that
+    it can be created and written (one line otherwise), and remember which folders are new."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = Path(str(config.hydra.run.dir)).absolute()
+        try:
+            check_output_folder(folder, "hydra.run.dir")
+        except NMTError as err:
+            fail(str(err))  # a callback's exceptions are only warned about: exit here
+        missing = []
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        _created_run_folders[:] = reversed(missing)
+
+
+def remove_created_run_folder(failed: bool) -> None:
+    """Leave nothing behind that this command made and did not fill: empty new folders go;
+    after a failure the new run folder goes too unless it holds a checkpoint."""
+    for folder in reversed(_created_run_folders):  # innermost first
+        if not folder.is_dir():
+            continue
+        if failed and folder == _created_run_folders[-1] and not any(folder.rglob("*.pt")):
+            shutil.rmtree(folder, ignore_errors=True)
+        elif not any(folder.iterdir()):
+            folder.rmdir()
+    _created_run_folders.clear()
+
+
+@contextlib.contextmanager
+def console_logging() -> Any:
+    """INFO lines of nmt's loggers on stdout for the length of a command (Hydra's own job
+    logging is off: it would create a log file in every run folder, even for refused runs;
+    nmt-train writes RUN/train.log itself once the run is accepted)."""
+    from nmt.train.metrics import LOG_FORMAT
+
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    # Hydra's own handler (its "[HYDRA]" lines) steps aside while the command runs.
+    saved_handlers, saved_level = root.handlers[:], root.level
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+
+
+def command_help(prog: str, doc: str) -> str:
+    """``--help`` of a Hydra command: what it does, examples, and how to set its config."""
+    groups = sorted(p for p in conf_dir().iterdir() if p.is_dir())
+    lines = [doc.strip(), "", "Config groups (GROUP=OPTION):"]
+    for group in groups:
+        options = sorted(f.stem for f in group.glob("*.yaml"))
+        lines.append(f"  {group.name:<11} {', '.join(options)}")
+    lines += [
+        "",
+        "Any key can be set with KEY=VALUE (train.lr=5e-4, model.hidden_dim=512); every key",
+        "and its default is in nmt/config.py. The folder of the run: hydra.run.dir=PATH.",
+        f"  {prog} --cfg job     print the composed config and exit",
+        f"  {prog} -m A=1,2      one run per value (Hydra multirun)",
+        f"  {prog} --hydra-help  Hydra's own options",
+    ]
+    return "\n".join(lines)
+
+
+def hydra_app(task: Callable[[DictConfig], Any], prog: str) -> Callable[[], Any]:
+    """Wrap ``task(cfg)`` as the console script ``prog`` driven by ``conf/config.yaml``.
 
     The returned ``main()`` registers the typed schema, lets Hydra compose the config
     from the command line, and returns ``task``'s value (the metric, for sweepers).
     A configuration mistake (unknown key, wrong type, bad override) is one line on stderr
     and exit code 2, like every other user error (``HYDRA_FULL_ERROR=1`` shows Hydra's
-    full report instead).
+    full report instead). ``--help`` prints the task module's docstring (what the command
+    does, with examples) and the config groups. A folder Hydra created for this command is
+    removed again when the command keeps nothing in it or fails before writing a checkpoint.
     """
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    doc = sys.modules[task.__module__].__doc__ or prog
+
     @functools.wraps(task)
     def main() -> Any:
+        if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
+            print(command_help(prog, doc))
+            sys.exit(0)
         register_configs()
 
         @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
         def _entry(cfg: DictConfig) -> Any:
-            run_guarded(check_known_keys, cfg)
+            failed = True
             try:
-                return run_guarded(task, cfg)
-            except OmegaConfBaseException as err:  # e.g. a missing value read by the task
-                fail(config_error_line(err))
+                with console_logging():
+                    run_guarded(check_known_keys, cfg)
+                    try:
+                        result = run_guarded(task, cfg)
+                    except OmegaConfBaseException as err:  # e.g. a missing value read by the task
+                        fail(config_error_line(err))
+                failed = False
+                return result
+            finally:
+                remove_created_run_folder(failed)
 
         user_wants_full = os.environ.get(FULL_ERROR_ENV)
         # Let composition errors reach us instead of Hydra's multi-line report.
@@ -95,6 +191,7 @@ def hydra_app(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
                 raise
             fail(config_error_line(err))
         finally:
+            _created_run_folders.clear()
             if user_wants_full is None:
                 os.environ.pop(FULL_ERROR_ENV, None)
             else:

@@ -1,11 +1,15 @@
-"""``nmt-prepare``: download (or take from the mirror), clean, tokenize and cache a corpus.
+"""nmt-prepare: download (or copy from the mirror), clean, tokenize and cache a corpus.
 
-    nmt-prepare data=multi30k_en_fr
-    nmt-prepare data=local data.train_src=train.en data.train_tgt=train.fr \\
-        data.valid_src=val.en data.valid_tgt=val.fr tokenizer.vocab_size=2000
+Prints a summary table (pairs read, kept and dropped by reason, piece lengths, vocabulary)
+and returns the number of training pairs kept (characters for the character corpus). The
+files land in the cache (data.cache_dir, default .nmt_cache), so nmt-train finds them
+later, with or without the mirror; no run folder is kept.
 
-Prints a summary table and returns the number of training pairs kept (characters for
-the character corpus).
+Examples:
+  nmt-prepare data=multi30k_en_fr
+  NMT_DATA_MIRROR=../shared/data nmt-prepare data=tatoeba_en_fr
+  nmt-prepare data=local data.train_src=train.en data.train_tgt=train.fr \\
+      data.valid_src=val.en data.valid_tgt=val.fr tokenizer.vocab_size=2000
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def prepare_main(cfg: DictConfig) -> int:
     return kept
 
 
-main = hydra_app(prepare_main)
+main = hydra_app(prepare_main, "nmt-prepare")
 
 if __name__ == "__main__":
     main()

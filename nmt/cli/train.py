@@ -1,11 +1,16 @@
-"""``nmt-train``: train a model; the run folder is Hydra's (``hydra.run.dir=...``).
+"""nmt-train: train a translation model (or the character LM) and keep its checkpoints.
 
-Examples::
+The run folder (hydra.run.dir, default runs/<name>/<time>) receives best.pt, last.pt,
+metrics.jsonl, train.log, curves.png and .hydra/config.yaml; the data is prepared first
+when its cache is missing. Returns the best validation metric (for Hydra sweepers).
 
-    nmt-train data=multi30k_en_fr train.max_minutes=10
-    nmt-train -m model.cell=gru,lstm                  # one run folder per job
-    nmt-train hydra.run.dir=runs/x train.resume=true  # continue runs/x/last.pt
-    torchrun --nproc_per_node=2 -m nmt train ...      # data-parallel, see docs/training.md
+Examples:
+  nmt-train data=multi30k_en_fr train.max_minutes=10
+  nmt-train model=lstm embeddings=pretrained hydra.run.dir=runs/lstm
+  nmt-train hydra.run.dir=runs/lstm train.resume=true train.max_steps=20000   # continue
+  nmt-train --config-dir recipes/quickstart --config-name quickstart          # a recipe
+  nmt-train -m model.cell=gru,lstm                   # one run folder per job
+  torchrun --nproc_per_node=2 -m nmt train ...       # data-parallel, see docs/training.md
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ def train(cfg: DictConfig) -> float:
     return run_training(cfg)
 
 
-main = hydra_app(train)
+main = hydra_app(train, "nmt-train")
 
 if __name__ == "__main__":
     main()

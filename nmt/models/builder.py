@@ -61,7 +61,7 @@ def build_model(model_cfg: Any, src_vocab_size: int, tgt_vocab_size: int) -> Seq
         )
     init_weights(model, c.init, c.init_scale)
     n = count_parameters(model)
-    log.info("model: %s %s, %s parameters (%.1f M)", c.arch, c.cell, f"{n:,}", n / 1e6)
+    log.debug("model: %s %s, %s parameters (%.1f M)", c.arch, c.cell, f"{n:,}", n / 1e6)
     return model
 
 

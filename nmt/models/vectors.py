@@ -187,10 +187,10 @@ def train_vectors(sentences: list[list[str]], cfg: Any, dim: int, cache_dir: str
     folder = Path(cache_dir).expanduser() / "vectors" / f"{cfg.init}-{digest.hexdigest()[:20]}"
     file = folder / "vectors.kv"
     if file.is_file():
-        log.info("%s vectors from cache %s", cfg.init, folder)
+        log.debug("%s vectors from cache %s", cfg.init, folder)
         return KeyedVectors.load(str(file))
     algo = FastText if cfg.init == "fasttext" else Word2Vec
-    log.info("training %s vectors (%d dims) on %d sentences", cfg.init, dim, len(sentences))
+    log.debug("training %s vectors (%d dims) on %d sentences", cfg.init, dim, len(sentences))
     model = algo(
         sentences=sentences,
         vector_size=dim,

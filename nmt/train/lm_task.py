@@ -9,6 +9,7 @@ borders (so gradients stop there).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,14 @@ class LMTask:
         return loss, nll
 
     # --- validation ----------------------------------------------------------------------
+    def valid_summary(self) -> str:
+        """What validation does, for the line announcing it."""
+        return f"loss on {self.val.size(1) - 1:,} characters"
+
     @torch.no_grad()
-    def validate(self, model) -> dict[str, Any]:
-        """Validation loss in nats/char and bits/char (state carried across the val text)."""
+    def validate(self, model, progress: Callable[[int, int, str], None] | None = None) -> dict:
+        """Validation loss in nats/char and bits/char (state carried across the val text).
+        ``progress(done, total, what)`` is called after each chunk."""
         model.eval()
         try:
             objective = LMObjective(model, 0.0)
@@ -108,6 +114,8 @@ class LMTask:
                 _, s, state = objective(x.to(self.device), y.to(self.device), state)
                 nll += float(s)
                 count += y.numel()
+                if progress is not None:
+                    progress(i + 1, n_chunks, "chunks")
         finally:
             model.train()
         loss = nll / max(count, 1)

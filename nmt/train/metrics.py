@@ -13,6 +13,7 @@ from typing import Any
 log = logging.getLogger("nmt.train")
 
 METRICS_NAME = "metrics.jsonl"
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 
 
 class MetricsWriter:
@@ -125,8 +126,27 @@ class Progress:
             self.bar = None
 
 
+class Every:
+    """True at most once per ``seconds`` (0 = never): time-based progress lines, so a run that
+    logs to a file is never silent for long, whatever its speed."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.last = time.perf_counter()
+
+    def due(self) -> bool:
+        if self.seconds <= 0 or time.perf_counter() - self.last < self.seconds:
+            return False
+        self.reset()
+        return True
+
+    def reset(self) -> None:
+        self.last = time.perf_counter()
+
+
 def emit(text: str) -> None:
-    """A log line: through ``logging`` when Hydra configured it (train.log), else stderr."""
+    """A log line: through ``logging`` when it is configured (console, RUN/train.log), else
+    stderr."""
     if logging.getLogger().handlers:
         log.info(text)
     else:

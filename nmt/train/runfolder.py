@@ -1,17 +1,24 @@
-"""The run folder: where it is, who owns it (lock file), and stopping on signals."""
+"""The run folder: where it is, who owns it (lock file), stopping on signals, and what it
+records (the config it trained with, resume compatibility, the log file)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
 import socket
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from nmt.errors import NMTError
 
 LOCK_NAME = "train.lock"
+LOG_NAME = "train.log"
 
 
 def resolve_out_dir(out_dir: str | Path | None) -> Path:
@@ -115,3 +122,164 @@ class StopSignal:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
         self._previous.clear()
+
+
+# --- what a run folder records: its config and its log ----------------------------------
+
+# Keys that may change when a run is resumed: budgets, logging, hardware and data locations,
+# and the decode settings of translation after training. Any other change (the model's
+# shape, the data, the optimizer) would not continue the same run.
+RESUMABLE_KEYS = (
+    "train.max_steps",
+    "train.max_epochs",
+    "train.max_minutes",
+    "train.resume",
+    "train.patience",
+    "train.log_every",
+    "train.log_seconds",
+    "train.keep_last",
+    "train.threads",
+    "train.device",
+    "train.compile",
+    "data.mirror",
+    "data.cache_dir",
+    "data.test_splits",
+    "name",
+    "decode.",
+)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(
+            _flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}")
+        )
+    return flat
+
+
+def config_changes(saved: dict, requested: dict) -> tuple[list[str], list[str]]:
+    """``(allowed, refused)``: each ``key old -> new`` where the requested config differs from
+    the one a run was trained with, split by :data:`RESUMABLE_KEYS`."""
+    old, new = _flatten(saved), _flatten(requested)
+    allowed, refused = [], []
+    for key in sorted(old.keys() | new.keys()):
+        if old.get(key, "<unset>") == new.get(key, "<unset>"):
+            continue
+        change = f"{key} {old.get(key, '<unset>')} -> {new.get(key, '<unset>')}"
+        ok = any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS)
+        (allowed if ok else refused).append(change)
+    return allowed, refused
+
+
+def check_resume_config(checkpoint: Path, saved: dict, requested: dict) -> list[str]:
+    """Refuse to resume ``checkpoint`` (trained with ``saved``) under a config that would not
+    continue the same run; return the allowed changes (to log).
+
+    Raises:
+        NMTError: one line naming the differing keys with their old and new values.
+    """
+    allowed, refused = config_changes(saved, requested)
+    if refused:
+        shown = "; ".join(refused[:6]) + (
+            f"; and {len(refused) - 6} more" if len(refused) > 6 else ""
+        )
+        raise NMTError(
+            f"train.resume=true but {checkpoint} was trained with another config ({shown}): "
+            "resume with the run's values (see its .hydra/config.yaml) or start a new run in "
+            "another hydra.run.dir"
+        )
+    return allowed
+
+
+def record_config(out: Path, plain_config: dict, overrides: list[str] | None) -> None:
+    """``.hydra/config.yaml`` (the resolved config this run trains with) and
+    ``.hydra/overrides.yaml`` (the command line's overrides), written only once the run is
+    accepted, so a refused command never rewrites the record of the run in the folder."""
+    from omegaconf import OmegaConf
+
+    from nmt.outputs import write_text
+
+    folder = out / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain_config)))
+    if overrides is not None:
+        write_text(folder / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
+
+
+def accept_run_folder(cfg: Any, out: Path) -> list[str]:
+    """Refuse a run folder that holds another run (or one trained with a config this run
+    cannot continue); then record this run's config in it. Nothing in the folder is written
+    before every check has passed. Returns the settings a resumed run changes."""
+    from nmt.config import to_plain
+    from nmt.train import checkpoint as ckpt
+
+    last = out / ckpt.LAST
+    if cfg.train.resume and not last.exists():
+        raise NMTError(f"train.resume=true but {last} does not exist: nothing to resume")
+    if last.exists() and not cfg.train.resume:
+        raise NMTError(
+            f"run folder {out} already holds a run ({ckpt.LAST}): set train.resume=true "
+            "to continue it, or choose another hydra.run.dir"
+        )
+    requested = to_plain(cfg)
+    changes: list[str] = []
+    if cfg.train.resume and last.exists():
+        saved = ckpt.load_checkpoint(last).get("config")
+        if isinstance(saved, dict):
+            changes = check_resume_config(last, saved, requested)
+    record_config(out, requested, hydra_overrides())
+    return changes
+
+
+def remove_new_entries(folder: Path, keep: set[Path]) -> None:
+    """Remove what a run that failed before its first checkpoint wrote into ``folder``
+    (its config record, log, metrics): a failed command leaves nothing behind."""
+    import shutil
+
+    for entry in folder.iterdir():
+        if entry in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def hydra_overrides() -> list[str] | None:
+    """The command line's overrides when running under Hydra, else None."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except (ImportError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def run_log(out: Path | None) -> Iterator[None]:
+    """Log lines (INFO of nmt's loggers) to ``out/train.log`` (appended, so a resumed run
+    continues it) and, when nothing else shows them, to stderr."""
+    from nmt.train.metrics import LOG_FORMAT
+
+    root = logging.getLogger()
+    added: list[logging.Handler] = []
+    if not root.handlers:  # called as a library: no console configured
+        added.append(logging.StreamHandler(sys.stderr))
+    if out is not None:
+        added.append(logging.FileHandler(out / LOG_NAME, encoding="utf-8"))
+    level = root.level
+    for handler in added:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for handler in added:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)

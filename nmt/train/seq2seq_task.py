@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -127,9 +128,20 @@ class Seq2SeqTask:
         return objective(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out)
 
     # --- validation ----------------------------------------------------------------------
+    def valid_summary(self) -> str:
+        """What validation does, for the line announcing it."""
+        n = self.cfg.train.valid_max_sentences or len(self.valid_split.src_text)
+        n = min(n, len(self.valid_split.src_text))
+        dec = self.valid_decode_cfg()
+        search = "greedy" if dec.method == "greedy" else f"beam {dec.beam_size}"
+        return (
+            f"loss on {len(self.valid_split.src_text)} pairs, BLEU/chrF of {n} sentences ({search})"
+        )
+
     @torch.no_grad()
-    def validate(self, model) -> dict[str, Any]:
-        """Validation NLL/perplexity (teacher forcing) and BLEU/chrF of decoded output."""
+    def validate(self, model, progress: Callable[[int, int, str], None] | None = None) -> dict:
+        """Validation NLL/perplexity (teacher forcing) and BLEU/chrF of decoded output.
+        ``progress(done, total, what)`` is called as sentences are decoded."""
         from nmt.data.batching import collate
 
         model.eval()
@@ -143,12 +155,12 @@ class Seq2SeqTask:
                 tokens += int(batch.n_tgt_tokens)
             loss = nll / max(tokens, 1)
             result: dict[str, Any] = {"loss": loss, "ppl": math.exp(min(loss, 100.0))}
-            result.update(self._bleu(model))
+            result.update(self._bleu(model, progress))
         finally:
             model.train()
         return result
 
-    def _bleu(self, model) -> dict[str, Any]:
+    def _bleu(self, model, progress: Callable[[int, int, str], None] | None) -> dict[str, Any]:
         from nmt.scoring import score
         from nmt.search.translator import Translator
 
@@ -163,7 +175,17 @@ class Seq2SeqTask:
             self.device,
             warn=lambda m: None,
         )
-        hyps = translator.translate(sources)
+        done = 0
+
+        def advance(count: int) -> None:
+            nonlocal done
+            done += count
+            if progress is not None:
+                progress(done, len(sources), "sentences decoded")
+
+        hyps = [
+            r[0].text if r else "" for r in translator.translate_nbest(sources, progress=advance)
+        ]
         scores = score(hyps, [refs], metrics=("bleu", "chrf"))
         return {"bleu": _value(scores, "bleu"), "chrf": _value(scores, "chrf"), "n_sentences": n}
 

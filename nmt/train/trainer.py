@@ -33,10 +33,17 @@ from nmt.train.distributed import (
     init_distributed,
     wrap_ddp,
 )
-from nmt.train.metrics import MetricsWriter, Progress, emit, format_seconds, safe_exp
+from nmt.train.metrics import Every, MetricsWriter, Progress, emit, format_seconds, safe_exp
 from nmt.train.optim import LRSchedule, build_optimizer
 from nmt.train.plots import plot_curves
-from nmt.train.runfolder import RunLock, StopSignal, resolve_out_dir
+from nmt.train.runfolder import (
+    RunLock,
+    StopSignal,
+    accept_run_folder,
+    remove_new_entries,
+    resolve_out_dir,
+    run_log,
+)
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -80,31 +87,37 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> float:
     else:
         torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
     lock, stopper = RunLock(out), StopSignal()
+    changes: list[str] = []
+    before: set[Path] | None = None  # the folder's entries before this run wrote any
     try:
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
             lock.acquire()
-            if (out / ckpt.LAST).exists() and not cfg.train.resume:
-                raise NMTError(
-                    f"run folder {out} already holds a run ({ckpt.LAST}): set train.resume=true "
-                    "to continue it, or choose another hydra.run.dir"
-                )
+            before = set(out.iterdir())
+            changes = accept_run_folder(cfg, out)
         barrier(info)
         if cfg.train.resume and not (out / ckpt.LAST).exists():
             raise NMTError(
                 f"train.resume=true but {out / ckpt.LAST} does not exist: nothing to resume"
             )
-        stopper.install()
-        ckpt.seed_everything(cfg.train.seed)
-        if cfg.model.arch == "char_lm":
-            from nmt.train.lm_task import LMTask
+        with run_log(out if info.is_main else None):
+            for change in changes:
+                emit(f"resuming with a changed setting: {change}")
+            stopper.install()
+            ckpt.seed_everything(cfg.train.seed)
+            if cfg.model.arch == "char_lm":
+                from nmt.train.lm_task import LMTask
 
-            task: Any = LMTask(cfg, info, device)
-        else:
-            from nmt.train.seq2seq_task import Seq2SeqTask
+                task: Any = LMTask(cfg, info, device)
+            else:
+                from nmt.train.seq2seq_task import Seq2SeqTask
 
-            task = Seq2SeqTask(cfg, info, device)
-        return Trainer(cfg, task, out, info, device, stopper).run()
+                task = Seq2SeqTask(cfg, info, device)
+            return Trainer(cfg, task, out, info, device, stopper).run()
+    except BaseException:
+        if before is not None and not (out / ckpt.LAST).exists():
+            remove_new_entries(out, before | {lock.path})  # failed before any checkpoint
+        raise
     finally:
         stopper.restore()
         lock.release()
@@ -241,6 +254,7 @@ class Trainer:
         resume_rng = ckpt.resume_trainer(self) if tc.resume else None
         self.metrics = MetricsWriter(self.out, self.info.is_main, self.step if tc.resume else None)
         self.progress = Progress(tc.max_steps, self.step, self.info.is_main)
+        self.heartbeat = Every(tc.log_seconds)
         self.t0 = time.perf_counter()
         if self.info.is_main:
             self.progress.message(self.task.describe())
@@ -279,6 +293,8 @@ class Trainer:
                 self.batch_in_epoch += len(group)
                 if self.step % tc.log_every == 0:
                     self.log_train()
+                elif self.heartbeat.due():
+                    self.log_progress()
                 if tc.valid_every and self.step % tc.valid_every == 0:
                     self.validate_and_save()
                 self._check_budgets()
@@ -327,25 +343,37 @@ class Trainer:
 
     # --- logging -----------------------------------------------------------------------
     def log_train(self) -> None:
+        """The interval's averages: metrics.jsonl, TensorBoard, the progress line."""
         self.check_finite()
-        steps = self.tc.log_every
         tokens = torch.tensor([float(self.acc_tokens)], device=self._flag_device())
         all_reduce(tokens, self.info)
-        seconds = max(time.perf_counter() - self.interval_start, 1e-9)
-        n = max(self.acc_tokens, 1)
-        values = {
-            "epoch": self.epoch + 1,
-            "loss": float(self.acc_loss.item()) / n,
-            "nll": float(self.acc_nll.item()) / n,
-            "lr": self.schedule.lr,
-            "tgt_tok_s": float(tokens.item()) / seconds,
-            "elapsed": self.elapsed(),
-            "steps": steps,
-        }
-        values["ppl"] = safe_exp(values["nll"])
+        values = {**self._interval_values(float(tokens.item())), "steps": self.tc.log_every}
         self.metrics.write("train", self.step, values)
         self.progress.update(self.step, values)
         self._reset_interval()
+        self.heartbeat.reset()
+
+    def log_progress(self) -> None:
+        """A progress line between two ``log_every`` steps (console and train.log only: the
+        interval keeps accumulating, so metrics.jsonl is the same on a fast or slow machine).
+        No NaN check or collective here: ranks reach this line at different steps."""
+        self.progress.update(
+            self.step, self._interval_values(self.acc_tokens * self.info.world_size)
+        )
+
+    def _interval_values(self, tokens_all_ranks: float) -> dict[str, float]:
+        seconds = max(time.perf_counter() - self.interval_start, 1e-9)
+        n = max(self.acc_tokens, 1)
+        nll = float(self.acc_nll.item()) / n
+        return {
+            "epoch": self.epoch + 1,
+            "loss": float(self.acc_loss.item()) / n,
+            "nll": nll,
+            "ppl": safe_exp(nll),
+            "lr": self.schedule.lr,
+            "tgt_tok_s": tokens_all_ranks / seconds,
+            "elapsed": self.elapsed(),
+        }
 
     # --- validation, early stopping, checkpoints ---------------------------------------
     def validate_and_save(self) -> None:
@@ -361,11 +389,13 @@ class Trainer:
         if self.info.is_main:
             state = ckpt.rng_state()  # validation must not change the training randomness
             start = time.perf_counter()
+            self.progress.message(f"validating at step {self.step}: {self.task.valid_summary()}")
             with self._autocast():
-                result = self.task.validate(self.model)
+                result = self.task.validate(self.model, self._valid_progress)
             result["valid_seconds"] = round(time.perf_counter() - start, 2)
             self.valid_seconds += result["valid_seconds"]
             ckpt.set_rng_state(state)
+            self.heartbeat.reset()
         result = broadcast_object(result, self.info)
         metric = float(result[self.task.metric_name])
         self.schedule.on_validation(metric, self.higher_better)
@@ -387,6 +417,11 @@ class Trainer:
             self._save_step_checkpoint()
         if self.tc.patience and self.bad_validations >= self.tc.patience and not self.stop_reason:
             self.stop_reason = f"early stopping: no {self.task.metric_name} improvement in {self.tc.patience} validations"
+
+    def _valid_progress(self, done: int, total: int, what: str) -> None:
+        """Called by the task during validation; a line at most every train.log_seconds."""
+        if self.heartbeat.due():
+            self.progress.message(f"  validation: {done}/{total} {what}")
 
     def save_last(self) -> None:
         if self.info.is_main:
@@ -427,6 +462,6 @@ class Trainer:
             if png:
                 lines.append(f"  curves {png}")
             lines += self.task.finish(self.out)
-            print("\n".join(lines), flush=True)
+            emit("\n".join(lines))
         barrier(self.info)
         return float(self.best) if self.best is not None else float("nan")
