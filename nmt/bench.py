@@ -246,10 +246,10 @@ def decode_speed(
 
     from nmt.config import DecodeConfig
     from nmt.data.prepare import prepare
+    from nmt.inference import load_for_inference
     from nmt.scoring import score
     from nmt.search.translator import Translator
     from nmt.search.workers import threads_per_worker
-    from nmt.train.checkpoint import load_for_inference
 
     torch.set_num_threads(threads)
     model, src_tok, tgt_tok, cfg = load_for_inference(checkpoint)

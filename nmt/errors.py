@@ -16,3 +16,9 @@ class ConfigError(NMTError):
 
 class DataError(NMTError):
     """A corpus or file that cannot be read as asked."""
+
+
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's text (at most ``limit`` characters), or its type."""
+    text = str(err).strip().splitlines()
+    return text[0][:limit] if text else type(err).__name__

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from nmt.errors import NMTError
 
@@ -78,28 +79,30 @@ def _check_writable_folder(folder: Path, option: str, target: Path) -> None:
 
 
 @contextmanager
-def replacing(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; when the block succeeds it replaces ``path``
-    in one rename (after an fsync), when it fails it is removed and ``path`` is untouched."""
+def replacing(path: str | Path, suffix: str = ".tmp") -> Iterator[BinaryIO]:
+    """Yield a binary file opened on a temporary beside ``path`` (``.name`` is its path);
+    when the block succeeds the file is flushed, fsync'ed and renamed over ``path`` in one
+    step; when it fails the temporary is removed and ``path`` is untouched. This is the
+    toolkit's one atomic-write helper (checkpoints, downloads, outputs)."""
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:
-        yield tmp
-        with open(tmp, "rb+") as f:
+        with os.fdopen(fd, "wb") as f:
+            f.raw.name = tmp_name  # type: ignore[attr-defined]  # the path, not the fd number
+            yield f
+            f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp_name, path)
     finally:
-        tmp.unlink(missing_ok=True)  # no-op after a successful rename
+        Path(tmp_name).unlink(missing_ok=True)  # no-op after a successful rename
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write bytes through a temporary file in the same folder (made if missing), rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path) as tmp:
-        tmp.write_bytes(data)
+    with replacing(path) as f:
+        f.write(data)
 
 
 def write_text(path: str | Path, text: str, what: str = "output file") -> None:

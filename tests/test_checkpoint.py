@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from nmt import inference
 from nmt.errors import NMTError
 from nmt.train import checkpoint as ckpt
 from nmt.train.runfolder import LOCK_NAME, RunLock
@@ -101,14 +102,14 @@ def test_missing_and_foreign_files(tmp_path):
     with pytest.raises(NMTError, match="not an nmt checkpoint"):
         ckpt.load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(NMTError, match="has no best.pt or last.pt"):
-        ckpt.resolve_checkpoint(tmp_path)
+        inference.resolve_checkpoint(tmp_path)
 
 
 def test_resolve_prefers_best(tmp_path):
     ckpt.save_checkpoint(tmp_path / "last.pt", _payload())
-    assert ckpt.resolve_checkpoint(tmp_path).name == "last.pt"
+    assert inference.resolve_checkpoint(tmp_path).name == "last.pt"
     ckpt.save_checkpoint(tmp_path / "best.pt", _payload())
-    assert ckpt.resolve_checkpoint(tmp_path).name == "best.pt"
+    assert inference.resolve_checkpoint(tmp_path).name == "best.pt"
 
 
 def test_rng_state_round_trip_through_a_file(tmp_path):

@@ -15,10 +15,11 @@ from omegaconf import OmegaConf
 
 from nmt.config import Config, DecodeConfig, TokenizerConfig, to_plain
 from nmt.data.tokenizer import Tokenizer, train_model
+from nmt.inference import load_for_inference
 from nmt.models.builder import build_model
 from nmt.search import search
 from nmt.search.translator import Translator, token_batches
-from nmt.train.checkpoint import load_checkpoint, load_for_inference, save_checkpoint
+from nmt.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

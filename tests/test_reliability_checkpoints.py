@@ -15,6 +15,7 @@ import subprocess
 import pytest
 import torch
 
+from nmt import inference
 from nmt.errors import NMTError
 from nmt.train import checkpoint as ckpt
 
@@ -214,5 +215,5 @@ def test_malformed_checkpoints_for_translation_are_clear(tmp_path):
     for name, data in cases.items():
         ckpt.save_checkpoint(tmp_path / f"{name}.pt", data)
         with pytest.raises(NMTError) as err:
-            ckpt.load_for_inference(tmp_path / f"{name}.pt")
+            inference.load_for_inference(tmp_path / f"{name}.pt")
         assert expected[name] in str(err.value) and f"{name}.pt" in str(err.value), name

@@ -22,6 +22,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from nmt import outputs
 from nmt.config import conf_dir, register_configs
 from nmt.errors import NMTError
 from nmt.train import checkpoint as ckpt
@@ -254,7 +255,7 @@ def test_resuming_a_finished_run_trains_no_extra_step(run, tmp_path, monkeypatch
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(run, tmp_path, monkeypatch):
     """The 2nd write of last.pt goes to /dev/full: the kernel answers ENOSPC."""
-    real_mkstemp = ckpt.tempfile.mkstemp
+    real_mkstemp = outputs.tempfile.mkstemp
     last_saves = []
 
     def full_mkstemp(*args, **kwargs):
@@ -266,7 +267,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(run, tmp_path, mon
                 fd = os.open("/dev/full", os.O_WRONLY)
         return fd, name
 
-    monkeypatch.setattr(ckpt.tempfile, "mkstemp", full_mkstemp)
+    monkeypatch.setattr(outputs.tempfile, "mkstemp", full_mkstemp)
     out = tmp_path / "run"
     with pytest.raises(NMTError) as err:
         train(run["cfg"](), out_dir=out)

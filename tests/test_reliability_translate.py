@@ -159,8 +159,8 @@ def work(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def alone(ckpts) -> list[str]:
     """The sentinels translated one by one, by the Translator the CLI uses."""
+    from nmt.inference import load_for_inference
     from nmt.search.translator import Translator
-    from nmt.train.checkpoint import load_for_inference
 
     model, src_tok, tgt_tok, cfg = load_for_inference(ckpts["good"])
     translator = Translator(model, src_tok, tgt_tok, OmegaConf.to_object(cfg.decode))

@@ -6,6 +6,7 @@ import math
 
 from hydra import compose, initialize_config_dir
 
+from nmt import inference
 from nmt.config import conf_dir, register_configs
 from nmt.train import checkpoint as ckpt
 from nmt.train.metrics import read_metrics
@@ -42,7 +43,7 @@ def test_char_lm_trains_validates_in_bits_and_samples(shared_data, tmp_path):
     assert train_losses[-1] < train_losses[0]
     sample = (tmp_path / "sample.txt").read_text(encoding="utf-8")
     assert len(sample) > 500
-    model, vocab, _, loaded = ckpt.load_for_inference(tmp_path)
+    model, vocab, _, loaded = inference.load_for_inference(tmp_path)
     assert loaded.model.arch == "char_lm" and vocab.size == 67
     last = ckpt.load_checkpoint(tmp_path / "last.pt")
     assert last["task_state"]["state"] is not None  # the carried BPTT state, for exact resume

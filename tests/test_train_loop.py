@@ -17,6 +17,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from nmt import inference
 from nmt.config import conf_dir, register_configs
 from nmt.errors import NMTError
 from nmt.train import checkpoint as ckpt
@@ -77,7 +78,7 @@ def test_loss_goes_down_and_run_folder_is_complete(tiny_parallel, tmp_path):
     assert not (tmp_path / LOCK_NAME).exists()
     last = ckpt.load_checkpoint(tmp_path / "last.pt")
     assert last["step"] == 30 and {"optimizer", "rng", "sampler", "scheduler"} <= last.keys()
-    model, src_tok, tgt_tok, loaded_cfg = ckpt.load_for_inference(tmp_path)
+    model, src_tok, tgt_tok, loaded_cfg = inference.load_for_inference(tmp_path)
     assert loaded_cfg.model.hidden_dim == 32 and src_tok.vocab_size == 200
     assert not model.training
 

@@ -55,19 +55,17 @@ def evaluate(args: argparse.Namespace) -> dict:
     """Translate and score every split; returns ``{split: scores}``."""
     from dataclasses import asdict, replace
 
-    from nmt.cli.translate import load_models, resolve_device
     from nmt.data.prepare import prepare
+    from nmt.devices import resolve_device
+    from nmt.inference import load_translation_model, resolve_checkpoint
     from nmt.scoring import format_scores, score
     from nmt.search.translator import Translator
-    from nmt.train.checkpoint import resolve_checkpoint
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     ckpt = resolve_checkpoint(args.run)
     out_dir = Path(args.out) if args.out else (ckpt.parent / "eval")
     check_output_folder(out_dir, "--out" if args.out else "evaluation folder")
-    model, src_tok, tgt_tok, decode, cfg = load_models(
-        argparse.Namespace(checkpoint=str(ckpt), ensemble=[]), device
-    )
+    model, src_tok, tgt_tok, decode, cfg = load_translation_model(ckpt, [], device)
     if args.greedy:
         decode = replace(decode, method="greedy", beam_size=1)
     elif args.beam is not None:

@@ -70,12 +70,12 @@ def check_sampling(temperature: float, top_k: int, args: argparse.Namespace) -> 
 
 def generate(args: argparse.Namespace) -> str:
     """Print and return ``prompt`` + the sampled continuation."""
-    from nmt.cli.translate import resolve_device
     from nmt.data.charvocab import NOT_TEXT
+    from nmt.devices import resolve_device
+    from nmt.inference import load_for_inference
     from nmt.search.sampling_lm import sample_lm
-    from nmt.train.checkpoint import load_for_inference
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     model, vocab, _, cfg = load_for_inference(args.checkpoint, device)
     if cfg.model.arch != "char_lm":
         raise NMTError(f"{args.checkpoint} is a {cfg.model.arch} model: use nmt-translate")

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 from nmt.cli import make_parser
+from nmt.data.readers import read_text_lines
 from nmt.errors import DataError
 from nmt.scoring import METRICS, format_scores, score
 
@@ -42,36 +41,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lang", default="fr", help="Moses tokenizer language (default: fr)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p.parse_args(argv)
-
-
-def read_text_lines(path: str | None, what: str) -> list[str]:
-    """Lines of a UTF-8 text file (or stdin when ``path`` is None), without newlines.
-
-    Raises:
-        DataError: the file is missing, unreadable, or not UTF-8 text.
-    """
-    try:
-        if path is None:
-            data = sys.stdin.buffer.read()
-            name = "stdin"
-        else:
-            data = Path(path).read_bytes()
-            name = path
-    except OSError as err:
-        raise DataError(f"cannot read {what} {path}: {err.strerror}") from None
-    if b"\x00" in data:
-        raise DataError(f"{what} {name} looks binary (NUL bytes): pass a UTF-8 text file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise DataError(
-            f"{what} {name} is not UTF-8 text (line {line}): convert it to UTF-8"
-        ) from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
 
 
 def check_line_counts(hyps: list[str], refs: list[list[str]], args: argparse.Namespace) -> None:

@@ -24,7 +24,9 @@ import torch
 
 from nmt.cli import make_parser
 from nmt.config import DecodeConfig, check_decode_config
-from nmt.errors import ConfigError, NMTError
+from nmt.devices import resolve_device
+from nmt.errors import ConfigError
+from nmt.inference import has_attention, load_translation_model
 from nmt.outputs import check_output_file, check_output_folder, write_text
 
 
@@ -152,70 +154,15 @@ def decode_config(base: DecodeConfig, args: argparse.Namespace) -> DecodeConfig:
     return cfg
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "--device cuda was asked for but no CUDA GPU is visible: use --device cpu"
-        )
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def load_models(args: argparse.Namespace, device: torch.device):
-    """The model (an Ensemble with ``--ensemble``), its tokenizers, the first checkpoint's
-    decode settings and its whole config."""
-    from omegaconf import OmegaConf
-
-    from nmt.search.ensemble import Ensemble
-    from nmt.train.checkpoint import load_for_inference
-
-    model, src_tok, tgt_tok, cfg = load_for_inference(args.checkpoint, device)
-    if cfg.model.arch != "seq2seq":
-        raise NMTError(
-            f"{args.checkpoint} is a {cfg.model.arch} checkpoint, not a translation model"
-        )
-    if args.ensemble:
-        models = [model]
-        for path in args.ensemble:
-            other, other_src, other_tgt, _ = load_for_inference(path, device)
-            # Same sizes are not enough: the same ids must mean the same pieces.
-            if not (same_tokenizer(other_src, src_tok) and same_tokenizer(other_tgt, tgt_tok)):
-                raise NMTError(
-                    f"ensemble member {path} uses other vocabularies than {args.checkpoint}: "
-                    "only ensemble models trained with the same tokenizers"
-                )
-            models.append(other)
-        model = Ensemble(models).eval()
-    # nmt-evaluate passes a Namespace of checkpoint and ensemble only.
-    plot_dir, quiet = getattr(args, "attention_plot", None), getattr(args, "quiet", True)
-    if plot_dir and not quiet and not has_attention(model):
+def note_missing_attention(args: argparse.Namespace, model) -> None:
+    """Say why ``--attention-plot`` will write nothing for a model without attention."""
+    if args.attention_plot and not args.quiet and not has_attention(model):
+        members = " and its ensemble members have" if args.ensemble else " has"
         print(
-            f"nmt: note: no attention plots will be written to {plot_dir}: "
-            f"{args.checkpoint}{' and its ensemble members have' if args.ensemble else ' has'} "
-            "no attention (model.attention=none)",
+            f"nmt: note: no attention plots will be written to {args.attention_plot}: "
+            f"{args.checkpoint}{members} no attention (model.attention=none)",
             file=sys.stderr,
         )
-    base = (
-        OmegaConf.to_object(cfg.decode) if not isinstance(cfg.decode, DecodeConfig) else cfg.decode
-    )
-    return model, src_tok, tgt_tok, base, cfg
-
-
-def has_attention(model) -> bool:
-    """True when the model (or a member of an ensemble) has an attention layer to plot."""
-    from nmt.models.attention import Attention
-
-    return any(isinstance(m, Attention) for m in model.modules())
-
-
-def same_tokenizer(a, b) -> bool:
-    """True when two tokenizers (or character vocabularies) map ids to the same pieces."""
-    if type(a) is not type(b):
-        return False
-    if hasattr(a, "model_proto"):
-        return a.model_proto == b.model_proto and a.kept == b.kept
-    return getattr(a, "itos", None) == getattr(b, "itos", None)
 
 
 def format_nbest(position: int, translations, n: int) -> list[str]:
@@ -229,13 +176,16 @@ def format_nbest(position: int, translations, n: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
-    from nmt.cli.score import read_text_lines
+    from nmt.data.readers import read_text_lines
     from nmt.search.translator import Translator
 
     check_options(args)
     check_outputs(args)
-    device = resolve_device(args.device)
-    model, src_tok, tgt_tok, base, _ = load_models(args, device)
+    device = resolve_device(args.device, "--device")
+    model, src_tok, tgt_tok, base, _ = load_translation_model(
+        args.checkpoint, args.ensemble, device
+    )
+    note_missing_attention(args, model)
     cfg = decode_config(base, args)
     lines = read_text_lines(args.input, "input file")
     translator = Translator(model, src_tok, tgt_tok, cfg, device, max_src_len=args.max_src_len)
@@ -258,7 +208,7 @@ def run(args: argparse.Namespace) -> None:
         out_lines = [r[0].text if r else "" for r in results]
     write_output(out_lines, args.output)
 
-    if args.attention_plot and has_attention(model):  # else load_models said why not
+    if args.attention_plot and has_attention(model):  # else note_missing_attention said why
         from nmt.search.plots import plot_attention_maps
 
         # Attention is kept only for the plotted sentences (keeping it for every

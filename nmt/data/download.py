@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -116,7 +115,7 @@ def _copy_from_mirror(
             f"or unset data.mirror/{MIRROR_ENV} to download it"
         )
     digest = hashlib.sha256()
-    with replacing(target) as tmp, open(source, "rb") as src, open(tmp, "wb") as dst:
+    with replacing(target) as dst, open(source, "rb") as src:
         for block in iter(lambda: src.read(CHUNK), b""):
             digest.update(block)
             dst.write(block)
@@ -129,20 +128,15 @@ def _copy_from_mirror(
 
 def _download_with(download: Callable[[Path], None], target: Path, sha256: str, kind: str) -> None:
     """``download`` writes a temporary file beside ``target``; verified, then renamed."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    try:
-        download(Path(tmp))
-        got = sha256_file(tmp)
+    with replacing(target, suffix=".part") as f:
+        download(Path(f.name))  # writes the temporary by its name
+        got = sha256_file(f.name)
         if got != sha256:
             raise DataError(
                 f"downloaded {kind} {target.name} has SHA-256 {got[:12]}..., expected "
                 f"{sha256[:12]}...: it changed upstream or the transfer was corrupted; use a "
                 f"mirror ({MIRROR_ENV})"
             )
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)  # no-op after a successful rename
 
 
 class _Transient(Exception):
@@ -150,43 +144,36 @@ class _Transient(Exception):
 
 
 def _download(url: str, target: Path, sha256: str, relpath: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
-                    expected = response.headers.get("Content-Length")
-                    received = 0
-                    for block in iter(lambda: response.read(CHUNK), b""):
-                        digest.update(block)
-                        out.write(block)
-                        received += len(block)
-                # A connection that closes early just ends the reads: compare the length.
-                if expected and expected.isdigit() and received < int(expected):
-                    raise _Transient(f"transfer cut after {received} of {expected} bytes")
-            except urllib.error.HTTPError as err:
-                if err.code >= 500 or err.code == 429:
-                    raise _Transient(f"HTTP {err.code}") from err
-                raise DataError(
-                    f"could not download {url} (HTTP {err.code} {err.reason}); set {MIRROR_ENV}"
-                    f"=/path/to/mirror or data.mirror=... to a folder holding {relpath}"
-                ) from None
-            except (
-                TimeoutError,
-                urllib.error.URLError,
-                ConnectionError,
-                http.client.HTTPException,
-            ) as err:
-                raise _Transient(str(getattr(err, "reason", err))) from err
-            out.flush()
-            os.fsync(out.fileno())
+    with replacing(target, suffix=".part") as out:
+        try:
+            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+                expected = response.headers.get("Content-Length")
+                received = 0
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    digest.update(block)
+                    out.write(block)
+                    received += len(block)
+            # A connection that closes early just ends the reads: compare the length.
+            if expected and expected.isdigit() and received < int(expected):
+                raise _Transient(f"transfer cut after {received} of {expected} bytes")
+        except urllib.error.HTTPError as err:
+            if err.code >= 500 or err.code == 429:
+                raise _Transient(f"HTTP {err.code}") from err
+            raise DataError(
+                f"could not download {url} (HTTP {err.code} {err.reason}); set {MIRROR_ENV}"
+                f"=/path/to/mirror or data.mirror=... to a folder holding {relpath}"
+            ) from None
+        except (
+            TimeoutError,
+            urllib.error.URLError,
+            ConnectionError,
+            http.client.HTTPException,
+        ) as err:
+            raise _Transient(str(getattr(err, "reason", err))) from err
         got = digest.hexdigest()
         if got != sha256:
             raise DataError(
                 f"download of {url} has SHA-256 {got[:12]}..., expected {sha256[:12]}...: the file "
                 f"changed upstream or the transfer was corrupted; use a mirror ({MIRROR_ENV})"
             )
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)  # no-op after a successful rename

@@ -8,6 +8,7 @@ separators such as U+2028 and would silently misalign parallel files).
 from __future__ import annotations
 
 import gzip
+import sys
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -120,3 +121,33 @@ def read_tsv(
 ) -> tuple[list[str], list[str]]:
     """A tab-separated file of ``source<TAB>target`` lines (plain or gzip)."""
     return split_tsv(read_lines(path, on_bad_utf8, stats), str(path))
+
+
+def read_text_lines(path: str | None, what: str) -> list[str]:
+    """Lines of a UTF-8 text file (or stdin when ``path`` is None), without newlines.
+
+    Raises:
+        DataError: the file is missing, unreadable, or not UTF-8 text.
+    """
+    try:
+        if path is None:
+            data = sys.stdin.buffer.read()
+            name = "stdin"
+        else:
+            data = Path(path).read_bytes()
+            name = path
+    except OSError as err:
+        raise DataError(f"cannot read {what} {path}: {err.strerror}") from None
+    if b"\x00" in data:
+        raise DataError(f"{what} {name} looks binary (NUL bytes): pass a UTF-8 text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{what} {name} is not UTF-8 text (line {line}): convert it to UTF-8"
+        ) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]

@@ -37,8 +37,8 @@ def plot_attention_maps(translator, lines: list[str], results, out_dir: Path, co
         ax.set_ylabel("output")
         ax.set_title(f"line {i + 1}", fontsize=9)
         fig.tight_layout()
-        with replacing(out_dir / f"attention_{i + 1}.png") as tmp:  # never a half-written PNG
-            fig.savefig(tmp, dpi=100, format="png")
+        with replacing(out_dir / f"attention_{i + 1}.png") as f:  # never a half-written PNG
+            fig.savefig(f, dpi=100, format="png")
         plt.close(fig)
         written += 1
     return written

@@ -1,5 +1,5 @@
-"""Checkpoints: atomic writes, safe loads, RNG state, what a training run saves and resumes
-from, and loading a model for translation.
+"""Checkpoints: atomic writes, safe loads, RNG state, and what a training run saves and
+resumes from (loading a model for translation is :mod:`nmt.inference`).
 
 A checkpoint is a plain dict (see docs/architecture.md) saved with ``torch.save`` and loaded
 with ``torch.load(weights_only=True)`` only, so a crafted file can never run code.
@@ -11,7 +11,6 @@ import errno
 import os
 import pickle
 import random
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -21,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from nmt.errors import NMTError
+from nmt.errors import NMTError, first_line
+from nmt.outputs import replacing
 
 FORMAT_VERSION = 1
 BEST, LAST = "best.pt", "last.pt"
@@ -45,25 +45,17 @@ def save_checkpoint(
     whose message ends with ``retry_hint`` (what to do next).
     """
     path = Path(path)
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
+        with replacing(path) as f:
             torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException as err:
-        # Never leave half-written temporaries behind; the previous checkpoint is untouched.
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         os_err = _os_error(err)
-        if os_err is not None:
+        if os_err is not None:  # the temporary is gone; the previous checkpoint is untouched
             kept = f"the previous {path.name} is intact" if path.is_file() else "nothing was saved"
             raise CheckpointWriteError(
-                f"could not write checkpoint {path} ({_short(os_err)}): {kept}; free disk space "
-                f"or choose another folder, {retry_hint}"
+                f"could not write checkpoint {path} ({first_line(os_err)}): {kept}; free disk "
+                f"space or choose another folder, {retry_hint}"
             ) from err
         raise
     _fsync_dir(path.parent)
@@ -163,11 +155,6 @@ def _damaged(path: Path, err: BaseException) -> NMTError:
     )
 
 
-def _short(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:160] if text else type(err).__name__
-
-
 # --- RNG state ---------------------------------------------------------------------------
 
 
@@ -216,7 +203,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# --- inference -------------------------------------------------------------------------------
+# --- what a training run saves and resumes from -------------------------------------------
 
 
 def trainer_payload(trainer, full: bool) -> dict[str, Any]:
@@ -282,80 +269,3 @@ def resume_trainer(trainer) -> dict[str, Any]:
     t.last_valid_step = int(data["last_valid_step"])
     emit(f"resumed from {path} at step {t.step} (epoch {t.epoch + 1})")
     return data["rng"]
-
-
-def resolve_checkpoint(run_dir_or_file: str | Path) -> Path:
-    """A checkpoint file, or a run folder's ``best.pt`` (else ``last.pt``)."""
-    path = Path(run_dir_or_file)
-    if path.is_dir():
-        for name in (BEST, LAST):
-            if (path / name).is_file():
-                return path / name
-        raise NMTError(f"run folder {path} has no {BEST} or {LAST}: train first or pass a .pt file")
-    return path
-
-
-def load_for_inference(run_dir_or_file: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild the trained model and its tokenizers from a checkpoint, ready to translate.
-
-    Returns:
-        ``(model, src_tok, tgt_tok, cfg)``: the model in eval mode on ``device``; for a
-        character LM both tokenizers are the character vocabulary.
-    """
-    from omegaconf.errors import OmegaConfBaseException
-
-    from nmt.config import from_plain
-    from nmt.models.builder import build_model
-    from nmt.train.lm_task import vocab_size
-
-    path = resolve_checkpoint(run_dir_or_file)
-    payload = load_checkpoint(path, map_location="cpu")
-    try:
-        cfg = from_plain(payload["config"])
-    except (KeyError, ValueError, OmegaConfBaseException) as err:
-        plain_key_error = isinstance(err, KeyError) and not isinstance(err, OmegaConfBaseException)
-        detail = f"no {err} entry" if plain_key_error else _short(err)
-        raise NMTError(
-            f"checkpoint {path} has a config this nmt cannot read ({detail}): it was written by "
-            "another version of nmt or is damaged"
-        ) from None
-    src_tok = _tokenizer_from_state(payload.get("src_tokenizer"), path)
-    tgt_tok = _tokenizer_from_state(payload.get("tgt_tokenizer"), path)
-    model = build_model(cfg.model, vocab_size(src_tok), vocab_size(tgt_tok))
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as err:
-        raise NMTError(
-            f"checkpoint {path} does not match the model its config builds ({_short(err)})"
-        ) from None
-    model.to(device).eval()
-    return model, src_tok, tgt_tok, cfg
-
-
-def _tokenizer_from_state(state: dict[str, Any] | None, path: Path):
-    from nmt.data.charvocab import CharVocab
-    from nmt.data.tokenizer import FORMAT_VERSION as TOKENIZER_VERSION
-    from nmt.data.tokenizer import Tokenizer
-
-    if state is None:
-        raise NMTError(f"checkpoint {path} has no tokenizer: it cannot be used for translation")
-    kind = state.get("kind") if isinstance(state, dict) else None
-    if kind not in ("char_vocab", "sentencepiece"):
-        raise NMTError(
-            f"checkpoint {path} holds a tokenizer of an unknown kind ({kind!r}): only "
-            "sentencepiece tokenizers and character vocabularies of nmt-train can be used"
-        )
-    if kind == "sentencepiece" and state.get("format_version", 0) > TOKENIZER_VERSION:
-        raise NMTError(
-            f"checkpoint {path} has a tokenizer of format_version {state['format_version']}, "
-            f"newer than this nmt ({TOKENIZER_VERSION}): upgrade nmt"
-        )
-    try:
-        if kind == "char_vocab":
-            return CharVocab.from_state_dict(state)
-        return Tokenizer.from_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise NMTError(
-            f"checkpoint {path} holds a damaged {kind} tokenizer ({_short(err)}): use another "
-            "checkpoint"
-        ) from None

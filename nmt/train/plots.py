@@ -43,7 +43,7 @@ def plot_curves(metrics_path: Path, out_png: Path) -> Path | None:
         ax.set_ylabel(f"val {metric.replace('_', ' ')}")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    with replacing(out_png) as tmp:  # a resumed run redraws it: never a half-written PNG
-        fig.savefig(tmp, dpi=100, format="png")
+    with replacing(out_png) as f:  # a resumed run redraws it: never a half-written PNG
+        fig.savefig(f, dpi=100, format="png")
     plt.close(fig)
     return Path(out_png)

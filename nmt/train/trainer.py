@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig
 
 from nmt.config import check_values
+from nmt.devices import resolve_device
 from nmt.errors import ConfigError, NMTError
 from nmt.train import checkpoint as ckpt
 from nmt.train.distributed import (
@@ -48,16 +49,6 @@ from nmt.train.runfolder import (
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA GPU is visible: use train.device=cpu")
-    if name not in ("cpu", "cuda"):
-        raise ConfigError(f"train.device={name!r} is unknown: use auto, cpu or cuda")
-    return torch.device(name)
-
-
 def check_config(cfg: DictConfig) -> None:
     """Every check that needs no data, so a bad value fails before anything is prepared."""
     from nmt.models.builder import check_model_config
@@ -76,7 +67,7 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> float:
     """
     out = resolve_out_dir(out_dir)
     check_config(cfg)
-    device = pick_device(cfg.train.device)
+    device = resolve_device(cfg.train.device, "train.device")
     if cfg.train.precision not in AMP_DTYPES:
         raise ConfigError(
             f"train.precision={cfg.train.precision!r} is unknown: use fp32, bf16 or fp16"

@@ -1,0 +1,25 @@
+"""Which torch device a command runs on: one resolver for training and inference."""
+
+from __future__ import annotations
+
+import torch
+
+from nmt.errors import ConfigError
+
+DEVICE_KINDS = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str, key: str) -> torch.device:
+    """``auto`` (CUDA when visible, else CPU), ``cpu`` or ``cuda``.
+
+    Raises:
+        ConfigError: an unknown name, or ``cuda`` without a visible GPU, naming ``key``
+            (``train.device``, ``--device``).
+    """
+    if name not in DEVICE_KINDS:
+        raise ConfigError(f"{key}={name!r} is unknown: use auto, cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{key}=cuda was asked for but no CUDA GPU is visible: use cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
