@@ -215,7 +215,7 @@ def calibrate_max_tokens(overrides: list[str], target: int = TARGET_TOKENS_PER_U
 # --- 3. decoding speed -----------------------------------------------------------------
 def train_decode_model(overrides: list[str], out: Path, updates: int, threads: int) -> dict:
     """Train the decode model for exactly ``updates`` updates (no time limit)."""
-    from nmt.train.trainer import train
+    from nmt.train.run import train
 
     start = time.perf_counter()
     best = train(

@@ -104,7 +104,7 @@ def test_resume_refuses_a_code_running_last_checkpoint(tiny_parallel, tmp_path):
     from hydra import compose, initialize_config_dir
 
     from nmt.config import conf_dir, register_configs
-    from nmt.train.trainer import train
+    from nmt.train.run import train
 
     marker = tmp_path / MARKER_NAME
     out = tmp_path / "run"

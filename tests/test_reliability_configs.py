@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from nmt.config import conf_dir, register_configs
 from nmt.data.prepare import prepare
 from nmt.errors import ConfigError
-from nmt.train.trainer import train
+from nmt.train.run import train
 
 
 def _cfg(*overrides: str):

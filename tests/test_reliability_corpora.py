@@ -258,7 +258,7 @@ def test_empty_validation_split_is_refused_before_training(tiny_parallel, tmp_pa
     """E.g. data=tatoeba_en_fr data.valid_size=0 (local files are refused earlier, above)."""
     from nmt.data import prepare as prepare_module
     from nmt.data.prepare import EncodedSplit
-    from nmt.train.trainer import train
+    from nmt.train.run import train
 
     def without_val(cfg):
         data = prepare(cfg)

@@ -27,8 +27,9 @@ from nmt.config import conf_dir, register_configs
 from nmt.errors import NMTError
 from nmt.train import checkpoint as ckpt
 from nmt.train.metrics import read_metrics
+from nmt.train.run import train
 from nmt.train.runfolder import LOCK_NAME
-from nmt.train.trainer import Trainer, train
+from nmt.train.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -144,14 +145,14 @@ def _resume_and_compare(run, out: Path, monkeypatch) -> int | None:
     last = out / ckpt.LAST
     saved = ckpt.load_checkpoint(last)["step"] if last.exists() else None
     resumed: list[int] = []
-    real = ckpt.resume_trainer
+    real = Trainer.resume
 
     def spy(trainer):
         state = real(trainer)
         resumed.append(trainer.step)
         return state
 
-    monkeypatch.setattr(ckpt, "resume_trainer", spy)
+    monkeypatch.setattr(Trainer, "resume", spy)
     if saved is None:
         train(run["cfg"](), out_dir=out)  # nothing to resume: a fresh run takes the folder
     else:

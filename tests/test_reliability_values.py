@@ -189,7 +189,7 @@ def test_a_split_given_as_tsv_and_as_files_is_refused_before_anything_is_read(
     tiny_parallel, tmp_path, tsv, pair, needle
 ):
     from nmt.data.prepare import prepare
-    from nmt.train.trainer import train
+    from nmt.train.run import train
 
     split = tsv.split("_")[0]
     overrides = [f"data.{tsv}={tmp_path / 'never_read.tsv'}"]  # does not even exist

@@ -10,7 +10,7 @@ from nmt import inference
 from nmt.config import conf_dir, register_configs
 from nmt.train import checkpoint as ckpt
 from nmt.train.metrics import read_metrics
-from nmt.train.trainer import train
+from nmt.train.run import train
 
 
 def test_char_lm_trains_validates_in_bits_and_samples(shared_data, tmp_path):

@@ -22,8 +22,8 @@ from nmt.config import conf_dir, register_configs
 from nmt.errors import NMTError
 from nmt.train import checkpoint as ckpt
 from nmt.train.metrics import read_metrics
+from nmt.train.run import train
 from nmt.train.runfolder import LOCK_NAME
-from nmt.train.trainer import train
 
 TINY = [
     "tokenizer.vocab_size=200",
@@ -77,7 +77,7 @@ def test_loss_goes_down_and_run_folder_is_complete(tiny_parallel, tmp_path):
     assert not (tmp_path / "step_00000029.pt").exists()  # keep_last=1
     assert not (tmp_path / LOCK_NAME).exists()
     last = ckpt.load_checkpoint(tmp_path / "last.pt")
-    assert last["step"] == 30 and {"optimizer", "rng", "sampler", "scheduler"} <= last.keys()
+    assert last["step"] == 30 and {"optimizer", "rng", "scheduler", "batch_in_epoch"} <= last.keys()
     model, src_tok, tgt_tok, loaded_cfg = inference.load_for_inference(tmp_path)
     assert loaded_cfg.model.hidden_dim == 32 and src_tok.vocab_size == 200
     assert not model.training

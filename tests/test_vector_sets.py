@@ -333,7 +333,7 @@ def test_real_vectors_train_on_real_pairs(shared_data, tmp_path, caplog):
     from hydra import compose, initialize_config_dir
 
     from nmt.config import conf_dir, register_configs
-    from nmt.train.trainer import train
+    from nmt.train.run import train
 
     register_configs()
     overrides = ["data=multi30k_en_fr", f"data.mirror={shared_data}", "embeddings=pretrained"]

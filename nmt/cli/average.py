@@ -24,7 +24,11 @@ from nmt.errors import NMTError
 from nmt.outputs import check_output_file
 
 SKIP = {"best.pt", "last.pt", "averaged.pt"}
-RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "sampler")
+# Resume state (Trainer.state_dict(full=True)); "sampler" is in last.pt files of nmt < #17.
+RESUME_KEYS = (
+    "optimizer", "scheduler", "scaler", "rng", "sampler", "batch_in_epoch", "bad_validations",
+    "elapsed", "last_valid_step", "task_state",
+)  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

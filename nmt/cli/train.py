@@ -22,7 +22,7 @@ from nmt.cli.common import hydra_app
 
 def train(cfg: DictConfig) -> float:
     """Train and return the best validation metric (what Hydra sweepers optimize)."""
-    from nmt.train.trainer import train as run_training
+    from nmt.train.run import train as run_training
 
     return run_training(cfg)
 

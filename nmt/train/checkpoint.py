@@ -1,5 +1,7 @@
-"""Checkpoints: atomic writes, safe loads, RNG state, and what a training run saves and
-resumes from (loading a model for translation is :mod:`nmt.inference`).
+"""Checkpoints as bytes: atomic writes, safe and verified loads, RNG state as plain data.
+
+What a run saves is :meth:`nmt.train.trainer.Trainer.checkpoint`; loading a model for
+translation is :mod:`nmt.inference`.
 
 A checkpoint is a plain dict (see docs/architecture.md) saved with ``torch.save`` and loaded
 with ``torch.load(weights_only=True)`` only, so a crafted file can never run code.
@@ -201,71 +203,3 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-# --- what a training run saves and resumes from -------------------------------------------
-
-
-def trainer_payload(trainer, full: bool) -> dict[str, Any]:
-    """What a :class:`~nmt.train.trainer.Trainer` saves: weights, config and tokenizers
-    (enough to translate); with ``full`` also the optimizer, schedule, scaler, RNG, sampler
-    and counters needed to resume (``last.pt``)."""
-    from nmt.config import to_plain
-
-    t = trainer
-    data: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "config": to_plain(t.cfg),
-        "model": t.model.state_dict(),
-        **t.task.tokenizer_payload(),
-        "step": t.step,
-        "epoch": t.epoch,
-        "best": t.best,
-    }
-    if full:
-        data.update(
-            optimizer=t.optimizer.state_dict(),
-            scheduler=t.schedule.state_dict(),
-            scaler=t.scaler.state_dict(),
-            rng=rng_state(),
-            sampler=t.task.sampler_state(t.batch_in_epoch),
-            batch_in_epoch=t.batch_in_epoch,
-            bad_validations=t.bad_validations,
-            elapsed=t.elapsed(),
-            last_valid_step=t.last_valid_step,
-            task_state=t.task.extra_state(),
-        )
-    return data
-
-
-def resume_trainer(trainer) -> dict[str, Any]:
-    """Load the run folder's ``last.pt`` into ``trainer`` (weights, optimizer, schedule,
-    sampler, counters); return its RNG state, which the trainer restores only after drawing
-    the epoch's batch order, exactly where the uninterrupted run was."""
-    from nmt.train.metrics import emit
-
-    t = trainer
-    path = t.out / LAST
-    data = load_checkpoint(path, map_location="cpu")
-    if "optimizer" not in data:
-        raise NMTError(f"{path} has no training state: it cannot be resumed")
-    try:  # the configs were compared first; this catches files whose config was edited
-        t.model.load_state_dict(data["model"])
-        t.optimizer.load_state_dict(data["optimizer"])
-        t.schedule.load_state_dict(data["scheduler"])
-        t.scaler.load_state_dict(data["scaler"])
-    except (RuntimeError, ValueError, KeyError) as err:
-        what = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise NMTError(
-            f"{path} does not match the model this config builds ({what}): resume with the "
-            "run's own config (its .hydra/config.yaml) or start a new run"
-        ) from None
-    t.task.load_sampler_state(data["sampler"])
-    t.task.load_extra_state(data.get("task_state"), t.device)
-    t.step, t.epoch = int(data["step"]), int(data["epoch"])
-    t.batch_in_epoch = int(data["batch_in_epoch"])
-    t.best, t.bad_validations = data["best"], int(data["bad_validations"])
-    t.elapsed_before = float(data["elapsed"])
-    t.last_valid_step = int(data["last_valid_step"])
-    emit(f"resumed from {path} at step {t.step} (epoch {t.epoch + 1})")
-    return data["rng"]

@@ -126,17 +126,11 @@ class LMTask:
         state = vocab_state(self.vocab)
         return {"src_tokenizer": state, "tgt_tokenizer": state}
 
-    def sampler_state(self, position: int) -> dict:
-        return {"position": position}
-
-    def load_sampler_state(self, state: dict) -> None:
-        pass
-
-    def extra_state(self) -> dict:
-        # The carried recurrent state, so a resumed run continues the streams exactly.
+    def state_dict(self) -> dict:
+        """The carried recurrent state, so a resumed run continues the streams exactly."""
         return {"state": _to_plain_state(self.state)}
 
-    def load_extra_state(self, state: dict | None, device: torch.device) -> None:
+    def load_state_dict(self, state: dict | None, device: torch.device) -> None:
         if state and state.get("state") is not None:
             self.state = _from_plain_state(state["state"], device)
 

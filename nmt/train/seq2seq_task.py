@@ -205,17 +205,12 @@ class Seq2SeqTask:
             "tgt_tokenizer": self.tgt_tok.state_dict(),
         }
 
-    def sampler_state(self, position: int) -> dict:
-        self.sampler.position = position  # the trainer walks the epoch's batch list itself
-        return self.sampler.state_dict()
-
-    def load_sampler_state(self, state: dict) -> None:
-        self.sampler.load_state_dict(state)
-
-    def extra_state(self) -> dict:
+    def state_dict(self) -> dict:
+        """Nothing beyond the trainer's: the epoch's batch order is drawn again from the
+        sampler's seed and the epoch, and the trainer records the position in it."""
         return {}
 
-    def load_extra_state(self, state: dict | None, device: torch.device) -> None:
+    def load_state_dict(self, state: dict | None, device: torch.device) -> None:
         pass
 
     def finish(self, out) -> list[str]:

@@ -1,4 +1,4 @@
-"""The training loop: ``train(cfg) -> best validation metric``.
+"""The training loop: :class:`Trainer` (started by :func:`nmt.train.run.train`).
 
 What is trained (the data, the model, the loss, validation) comes from a *task*
 (:mod:`nmt.train.seq2seq_task` for translation, :mod:`nmt.train.lm_task` for the char LM);
@@ -12,108 +12,28 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 
-from nmt.config import check_values
-from nmt.devices import resolve_device
-from nmt.errors import ConfigError, NMTError
+from nmt.config import to_plain
+from nmt.errors import NMTError, first_line
 from nmt.train import checkpoint as ckpt
 from nmt.train.distributed import (
     DistInfo,
     all_reduce,
     barrier,
     broadcast_object,
-    cleanup,
-    init_distributed,
     wrap_ddp,
 )
 from nmt.train.metrics import Every, MetricsWriter, Progress, emit, format_seconds, safe_exp
 from nmt.train.optim import LRSchedule, build_optimizer
 from nmt.train.plots import plot_curves
-from nmt.train.runfolder import (
-    RunLock,
-    StopSignal,
-    accept_run_folder,
-    remove_new_entries,
-    resolve_out_dir,
-    run_log,
-)
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Every check that needs no data, so a bad value fails before anything is prepared."""
-    from nmt.models.builder import check_model_config
-
-    check_values(cfg)
-    # The vocabulary sizes are not known yet: large placeholders pass the size checks,
-    # which run again (with the real sizes) when the model is built.
-    check_model_config(cfg.model, 1 << 20, 1 << 20)
-
-
-def train(cfg: DictConfig, out_dir: str | Path | None = None) -> float:
-    """Train the configured model; return the best validation metric (for sweepers).
-
-    ``out_dir`` defaults to Hydra's run folder. The metric is ``train.valid_metric`` (BLEU,
-    chrF or loss) for translation and the validation loss (nats/char) for the char LM.
-    """
-    out = resolve_out_dir(out_dir)
-    check_config(cfg)
-    device = resolve_device(cfg.train.device, "train.device")
-    if cfg.train.precision not in AMP_DTYPES:
-        raise ConfigError(
-            f"train.precision={cfg.train.precision!r} is unknown: use fp32, bf16 or fp16"
-        )
-    info = init_distributed(device.type)
-    if device.type == "cuda":
-        device = torch.device("cuda", info.local_rank if info.enabled else 0)
-    else:
-        torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
-    lock, stopper = RunLock(out), StopSignal()
-    changes: list[str] = []
-    before: set[Path] | None = None  # the folder's entries before this run wrote any
-    try:
-        if info.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            lock.acquire()
-            before = set(out.iterdir())
-            changes = accept_run_folder(cfg, out)
-        barrier(info)
-        if cfg.train.resume and not (out / ckpt.LAST).exists():
-            raise NMTError(
-                f"train.resume=true but {out / ckpt.LAST} does not exist: nothing to resume"
-            )
-        with run_log(out if info.is_main else None):
-            for change in changes:
-                emit(f"resuming with a changed setting: {change}")
-            stopper.install()
-            ckpt.seed_everything(cfg.train.seed)
-            if cfg.model.arch == "char_lm":
-                from nmt.train.lm_task import LMTask
-
-                task: Any = LMTask(cfg, info, device)
-            else:
-                from nmt.train.seq2seq_task import Seq2SeqTask
-
-                task = Seq2SeqTask(cfg, info, device)
-            return Trainer(cfg, task, out, info, device, stopper).run()
-    except BaseException:
-        if before is not None and not (out / ckpt.LAST).exists():
-            remove_new_entries(out, before | {lock.path})  # failed before any checkpoint
-        raise
-    finally:
-        stopper.restore()
-        lock.release()
-        if info.enabled:
-            cleanup()
 
 
 class Trainer:
@@ -242,7 +162,7 @@ class Trainer:
     # --- the loop ----------------------------------------------------------------------
     def run(self) -> float:
         tc = self.tc
-        resume_rng = ckpt.resume_trainer(self) if tc.resume else None
+        resume_rng = self.resume() if tc.resume else None
         self.metrics = MetricsWriter(self.out, self.info.is_main, self.step if tc.resume else None)
         self.progress = Progress(tc.max_steps, self.step, self.info.is_main)
         self.heartbeat = Every(tc.log_seconds)
@@ -403,7 +323,7 @@ class Trainer:
             mark = " (best)" if improved else ""
             self.progress.message(f"valid step {self.step} | {shown}{mark}")
             if improved:
-                ckpt.save_checkpoint(self.out / ckpt.BEST, ckpt.trainer_payload(self, full=False))
+                ckpt.save_checkpoint(self.out / ckpt.BEST, self.checkpoint(full=False))
             self.save_last()
             self._save_step_checkpoint()
         if self.tc.patience and self.bad_validations >= self.tc.patience and not self.stop_reason:
@@ -416,17 +336,81 @@ class Trainer:
 
     def save_last(self) -> None:
         if self.info.is_main:
-            ckpt.save_checkpoint(self.out / ckpt.LAST, ckpt.trainer_payload(self, full=True))
+            ckpt.save_checkpoint(self.out / ckpt.LAST, self.checkpoint(full=True))
 
     def _save_step_checkpoint(self) -> None:
         if self.tc.keep_last <= 0:
             return
-        ckpt.save_checkpoint(
-            self.out / f"step_{self.step:08d}.pt", ckpt.trainer_payload(self, full=False)
-        )
+        ckpt.save_checkpoint(self.out / f"step_{self.step:08d}.pt", self.checkpoint(full=False))
         old = sorted(self.out.glob("step_*.pt"))[: -self.tc.keep_last]
         for path in old:
             path.unlink(missing_ok=True)
+
+    # --- state: what a checkpoint holds, and resuming from it ------------------------------
+    def checkpoint(self, full: bool) -> dict[str, Any]:
+        """The payload of ``best.pt``/``step_*.pt`` (weights, config, vocabularies: enough to
+        translate) or, with ``full``, of ``last.pt`` (everything to resume exactly)."""
+        return {
+            "format_version": ckpt.FORMAT_VERSION,
+            "config": to_plain(self.cfg),
+            **self.task.tokenizer_payload(),
+            **self.state_dict(full),
+        }
+
+    def state_dict(self, full: bool = True) -> dict[str, Any]:
+        """Weights and progress counters; with ``full`` also the optimizer, schedule, scaler,
+        random generators, the position in the epoch (``epoch``, ``batch_in_epoch``: the
+        one record of it) and the task's own state."""
+        state: dict[str, Any] = {
+            "model": self.model.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "best": self.best,
+        }
+        if full:
+            state.update(
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.schedule.state_dict(),
+                scaler=self.scaler.state_dict(),
+                rng=ckpt.rng_state(),
+                batch_in_epoch=self.batch_in_epoch,
+                bad_validations=self.bad_validations,
+                elapsed=self.elapsed(),
+                last_valid_step=self.last_valid_step,
+                task_state=self.task.state_dict(),
+            )
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Restore :meth:`state_dict` (full); return its RNG state, which :meth:`_loop`
+        restores only after drawing the epoch's batch order, where the uninterrupted run was."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.task.load_state_dict(state.get("task_state"), self.device)
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self.best, self.bad_validations = state["best"], int(state["bad_validations"])
+        self.elapsed_before = float(state["elapsed"])
+        self.last_valid_step = int(state["last_valid_step"])
+        return state["rng"]
+
+    def resume(self) -> dict[str, Any]:
+        """Load the run folder's ``last.pt`` (:meth:`load_state_dict`); return its RNG state."""
+        path = self.out / ckpt.LAST
+        data = ckpt.load_checkpoint(path, map_location="cpu")
+        if "optimizer" not in data:
+            raise NMTError(f"{path} has no training state: it cannot be resumed")
+        try:  # the configs were compared first; this catches files whose config was edited
+            rng = self.load_state_dict(data)
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise NMTError(
+                f"{path} does not match the model this config builds ({first_line(err, 120)}): "
+                "resume with the run's own config (its .hydra/config.yaml) or start a new run"
+            ) from None
+        emit(f"resumed from {path} at step {self.step} (epoch {self.epoch + 1})")
+        return rng
 
     # --- the end -----------------------------------------------------------------------
     def _finish(self) -> float:
