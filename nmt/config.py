@@ -203,8 +203,8 @@ class DecodeConfig:
     suppress_unk: bool = False
     max_tokens: int = 6000  # source tokens per decoding batch
     max_sentences: int = 0  # sentences per decoding batch (0 = only max_tokens limits it)
-    # CPU processes decoding batches in parallel, the torch threads split between them
-    # (nmt.search.workers); 1 = batches one after the other in this process
+    # CPU processes decoding batches in parallel, one torch thread each (nmt.search.workers:
+    # set it to the cores to use); 1 = batches one after the other in this process
     workers: int = 1
     temperature: float = 1.0
     top_k: int = 0

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import http.server
 import logging
 import os
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +44,30 @@ def _own_root_logger(monkeypatch):
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own cache folder unless it asks for the session one."""
     monkeypatch.setenv("NMT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@contextlib.contextmanager
+def serve_http(handler: type) -> Iterator[str]:
+    """Serve ``handler`` (an ``http.server`` request handler class) on 127.0.0.1 in a thread;
+    yield the base URL (``http://127.0.0.1:PORT``); shut down and close on exit."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture()
+def offline_downloads(monkeypatch):
+    """No mirror from the environment and no wait before the one retry: downloads go to the
+    test's own server and fail fast."""
+    from nmt.data import download
+
+    monkeypatch.delenv(download.MIRROR_ENV, raising=False)
+    monkeypatch.setattr(download, "RETRY_WAIT_S", 0.0)
 
 
 def read_gz(path: Path, limit: int | None = None) -> list[str]:

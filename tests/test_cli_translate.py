@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -145,6 +146,50 @@ def test_workers_translate_like_one_process(run_dir, tiny_parallel, capsys, monk
     )
     assert code == 0, err
     assert out.splitlines() == Translator(model, src_tok, tgt_tok, base).translate(lines)
+
+
+def test_workers_after_a_multithreaded_parent_finish_single_threaded(
+    run_dir, tiny_parallel, tmp_path, monkeypatch
+):
+    """This process translates with 4 torch threads first (its OpenMP pool starts), then 2
+    forked workers translate the same lines: before, each worker took 4 // 2 = 2 threads and
+    its first parallel matrix product hung forever (GNU OpenMP after fork). Now every
+    worker runs 1 thread, finishes, and gives the same translations and scores."""
+    import signal
+
+    from nmt.search import workers
+
+    real_search = workers.search
+
+    def spy(*args, **kwargs):  # runs in the forked workers: note their thread counts
+        (tmp_path / f"{os.getpid()}.threads").write_text(str(torch.get_num_threads()))
+        return real_search(*args, **kwargs)
+
+    def hung(signum, frame):
+        raise TimeoutError("decode workers hung")
+
+    monkeypatch.setattr(workers, "search", spy)
+    lines = tiny_parallel["test_src"].read_text(encoding="utf-8").splitlines()[:12]
+    model, src_tok, tgt_tok, cfg = load_for_inference(run_dir)
+    dec = dataclasses.replace(OmegaConf.to_object(cfg.decode), max_sentences=3)
+    before = torch.get_num_threads()
+    previous = signal.signal(signal.SIGALRM, hung)
+    torch.set_num_threads(4)
+    try:
+        one = Translator(model, src_tok, tgt_tok, dec).translate_nbest(lines)
+        signal.alarm(120)
+        two = Translator(
+            model, src_tok, tgt_tok, dataclasses.replace(dec, workers=2)
+        ).translate_nbest(lines)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        torch.set_num_threads(before)
+    seen = {p.stem: p.read_text() for p in tmp_path.glob("*.threads")}
+    assert seen and str(os.getpid()) not in seen and set(seen.values()) == {"1"}
+    assert [n[0].text for n in two] == [n[0].text for n in one]
+    for a, b in zip(itertools.chain(*one), itertools.chain(*two)):
+        assert b.score == pytest.approx(a.score, abs=1e-4)
 
 
 def test_workers_on_a_gpu_fall_back_to_one_process_with_a_warning():

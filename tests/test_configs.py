@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,6 @@ REPO = CONF.parent
 GROUPS = ["data", "tokenizer", "model", "embeddings", "train", "decode"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 RECIPES = sorted(p for p in (REPO / "recipes").glob("*/*.yaml"))
-# Values a user must supply on the command line (documented in the option file).
-REQUIRED: dict = {}
 
 
 def _compose(overrides: list[str], config_dir: Path = CONF, name: str = "config"):
@@ -52,15 +51,23 @@ def _missing_keys(cfg) -> set[str]:
     return out
 
 
-def test_every_group_has_options():
-    for group in GROUPS:
-        assert list((CONF / group).glob("*.yaml")), f"conf/{group}/ has no option"
+@pytest.mark.parametrize("group", GROUPS)
+def test_the_options_of_a_group_are_different_configs(group):
+    """Every option of a group changes the composed config in its own way (two options that
+    compose to the same config would be one option under two names)."""
+    options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    assert options, f"conf/{group}/ has no option"
+    composed = {o: OmegaConf.to_yaml(_compose([f"{group}={o}"])) for o in options}
+    seen: dict[str, str] = {}
+    for option, text in composed.items():
+        assert text not in seen, f"{group}={option} composes to the same config as {seen.get(text)}"
+        seen[text] = option
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes(group, option):
     cfg = _compose([f"{group}={option}"])
-    assert _missing_keys(cfg) == REQUIRED.get((group, option), set())
+    assert _missing_keys(cfg) == set()  # no option leaves a required (???) value unset
     # The composed config is still the typed schema: a wrong type is refused.
     with pytest.raises(ValidationError):
         cfg.train.max_steps = "many"
@@ -75,9 +82,19 @@ def test_every_recipe_composes(recipe):
     assert cfg.data.name in {"multi30k_en_fr", "tatoeba_en_fr", "tinyshakespeare", "local"}
 
 
-def test_recipes_exist():
-    names = {p.parent.name for p in RECIPES}
-    assert "quickstart" in names
+def test_every_recipe_runs_from_a_make_target_with_its_readme():
+    """Each recipe's first line names a `make` target that exists, whose recipe line runs
+    that recipe, and the folder has the README with its results table."""
+    makefile = (REPO / "Makefile").read_text()
+    targets = dict(re.findall(r"^([a-z0-9-]+):.*?\n\t(.+)$", makefile, flags=re.M))
+    assert {p.parent.name for p in RECIPES} >= {"quickstart", "multi30k_en_fr", "tatoeba_en_fr"}
+    for recipe in RECIPES:
+        target = re.match(r"# Run: make ([a-z0-9-]+)", recipe.read_text()).group(1)
+        assert target in targets, f"{recipe}: make {target} does not exist"
+        command = targets[target]
+        assert recipe.stem in command or recipe.parent.name in command, (recipe, command)
+        readme = (recipe.parent / "README.md").read_text()
+        assert "| run |" in readme or "| runs |" in readme or "## Results" in readme, recipe
 
 
 @pytest.mark.parametrize(

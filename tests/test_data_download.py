@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import http.server
 import socket
-import threading
 
 import pytest
+from conftest import serve_http
 
 from nmt.data import download
 from nmt.data.download import fetch
@@ -41,18 +41,11 @@ def server(tmp_path):
         def log_message(self, *args):  # keep test output quiet
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", root, state
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_http(Handler) as url:
+        yield url, root, state
 
 
-@pytest.fixture(autouse=True)
-def _no_mirror_env(monkeypatch):
-    monkeypatch.delenv(download.MIRROR_ENV, raising=False)
-    monkeypatch.setattr(download, "RETRY_WAIT_S", 0.0)
+pytestmark = pytest.mark.usefixtures("offline_downloads")
 
 
 def _closed_port_url() -> str:

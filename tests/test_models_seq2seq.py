@@ -4,7 +4,6 @@ tying/sharing, initialisation and the configuration checks."""
 from __future__ import annotations
 
 import itertools
-import logging
 
 import pytest
 import torch
@@ -257,12 +256,15 @@ def test_initialisation(init):
     assert torch.all(model.decoder.embed.table.weight[PAD_ID] == 0)
 
 
-def test_parameter_count_is_logged(caplog):
-    with caplog.at_level(logging.DEBUG, logger="nmt.models.builder"):
-        model = make()
-    n = count_parameters(model)
-    assert n == sum(p.numel() for p in model.parameters())
-    assert f"{n:,} parameters" in caplog.text
+def test_parameter_count_counts_tied_and_shared_matrices_once():
+    untied = make(tie_embeddings=False)
+    tied = make(tie_embeddings=True, emb_dim=8)  # emb_dim == hidden_dim: no pre-output map
+    untied8 = make(tie_embeddings=False, emb_dim=8)
+    # Tying removes exactly the (V_TGT, 8) output matrix, counted once.
+    assert count_parameters(untied8) - count_parameters(tied) == V_TGT * 8
+    frozen = make()
+    frozen.encoder.embed.table.weight.requires_grad_(False)
+    assert count_parameters(frozen, trainable_only=True) == count_parameters(untied) - V_SRC * 6
 
 
 def test_dropout_only_in_training_mode():
@@ -279,7 +281,9 @@ def test_dropout_only_in_training_mode():
 
 
 @pytest.mark.parametrize("option", sorted(p.stem for p in (conf_dir() / "model").glob("*.yaml")))
-def test_every_model_option_builds(option):
+def test_every_model_option_builds_normalizes_and_trains(option):
+    """Each conf/model option builds the model it names; its outputs are log-probabilities
+    and one backward pass reaches every trainable parameter with finite gradients."""
     from hydra import compose, initialize_config_dir
 
     register_configs()
@@ -287,8 +291,21 @@ def test_every_model_option_builds(option):
         cfg = compose(
             "config", overrides=[f"model={option}", "model.hidden_dim=16", "model.emb_dim=8"]
         )
-    model = build_model(cfg.model, 20, 20)
-    assert count_parameters(model) > 0
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 20, 20).train()
+    if cfg.model.arch == "char_lm":
+        x = torch.randint(4, 20, (3, 7))
+        log_probs, _ = model(x)
+    else:
+        src, src_len = padded([[5, 6, 7, 8], [9, 10]])
+        log_probs, attn = model(src, src_len, torch.tensor([[2, 5, 6], [2, 7, 8]]))
+        assert (attn is None) == (cfg.model.attention == "none")
+    assert torch.allclose(log_probs.logsumexp(-1), torch.zeros(()), atol=1e-5)
+    log_probs[..., 4].sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    cell = {"lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}.get(cfg.model.cell, torch.nn.GRU)
+    assert any(isinstance(m, cell) for m in model.modules())
 
 
 @pytest.mark.parametrize("chunk", [1, 40, 1 << 20])  # one row per slice, a few rows, all rows

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import threading
 
 import pytest
+from conftest import serve_http
 
-from nmt.data import download
 from nmt.data.download import fetch
 from nmt.errors import DataError
 
@@ -46,18 +45,11 @@ def server():
         def log_message(self, *args):
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/{REL}", state
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_http(Handler) as url:
+        yield f"{url}/{REL}", state
 
 
-@pytest.fixture(autouse=True)
-def _no_mirror(monkeypatch):
-    monkeypatch.delenv(download.MIRROR_ENV, raising=False)
-    monkeypatch.setattr(download, "RETRY_WAIT_S", 0.0)
+pytestmark = pytest.mark.usefixtures("offline_downloads")
 
 
 def _leftovers(cache):

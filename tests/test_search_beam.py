@@ -169,3 +169,40 @@ def test_max_length_and_dispatch():
     c.method = "nope"
     with pytest.raises(Exception, match="decode.method"):
         search(model, src, lengths, c)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_wide_beam_with_the_real_seq2seq_finds_the_exhaustive_best(alpha):
+    """The real model (GRU, Bahdanau attention) and a GNMT length penalty: every sequence of
+    at most 4 tokens over {UNK, word} (31) is scored by hand. Asking for all 31 keeps the
+    search from stopping early (with a length penalty the stopping rule is the usual
+    approximation, see nmt/search/beam.py), so a wider beam must rank them exactly."""
+    from nmt.models.seq2seq import Seq2Seq
+    from nmt.search.hypothesis import length_penalty
+
+    torch.manual_seed(5)
+    model = Seq2Seq(5, 5, emb_dim=8, hidden_dim=8, dropout=0.0).eval()
+    for p in model.parameters():  # sharper distributions than the default init gives
+        p.mul_(4.0)
+    c = cfg(beam_size=40, max_len_a=0.0, max_len_b=4, n_best=31, length_penalty=alpha)
+    for seed in range(3):
+        src, lengths = random_batch(1, 5, seed=seed, max_len=3)
+        candidates = [[]] + [
+            list(p) for n in range(1, 5) for p in itertools.product([UNK_ID, 4], repeat=n)
+        ]
+        scored = sorted(
+            (
+                (
+                    _sequence_log_prob(model, src, lengths, toks, c)
+                    / length_penalty(len(toks) + 1, alpha, False),
+                    toks,
+                )
+                for toks in candidates
+            ),
+            reverse=True,
+        )
+        hyps = beam_search(model, src, lengths, c)[0]
+        assert [h.tokens for h in hyps] == [toks for _, toks in scored]
+        for h, (s, _) in zip(hyps, scored):
+            assert h.score == pytest.approx(s, abs=1e-4)

@@ -60,8 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--workers",
         type=int,
-        help="CPU processes decoding batches in parallel, sharing the torch threads "
-        "(default: the checkpoint's decode.workers)",
+        help="CPU processes decoding batches in parallel, one torch thread each: use the "
+        "number of cores (default: the checkpoint's decode.workers)",
     )
     p.add_argument("--length-penalty", type=float, help="GNMT alpha (0 = raw log-probability)")
     p.add_argument("--max-len-a", type=float, help="max output length = a * source length + b")

@@ -36,9 +36,14 @@ def pad_batch(seqs: list[list[int]], device: torch.device | str = "cpu") -> tupl
 
 
 def threads_per_worker(workers: int, threads: int | None = None) -> int:
-    """The torch threads each of ``workers`` processes gets out of ``threads`` (default: this
-    process's), at least one."""
-    return max(1, (threads or torch.get_num_threads()) // workers)
+    """Torch threads of each decoding process: all of ``threads`` (default: this process's)
+    for one process, ONE for each forked worker. A forked child cannot use a second OpenMP
+    thread once its parent has started its own thread pool (GNU OpenMP is not fork-safe: the
+    child's first parallel region hangs; tests/test_cli_translate.py reproduces it), so
+    workers run single-threaded: set ``decode.workers`` to the number of cores to use."""
+    if workers <= 1:
+        return max(1, threads or torch.get_num_threads())
+    return 1
 
 
 def _start_worker(model, cfg: DecodeConfig, threads: int) -> None:
@@ -62,7 +67,7 @@ def search_in_workers(
 ) -> Iterator[tuple[int, list[list[Hypothesis]]]]:
     """Search every batch (a list of token id lists) in ``workers`` forked CPU processes.
 
-    Each worker gets ``torch.get_num_threads() // workers`` threads (at least one). Yields
+    Each worker runs one torch thread (see :func:`threads_per_worker`). Yields
     ``(batch number, n-best lists)`` as batches finish, in no particular order.
     """
     threads = threads_per_worker(workers)
