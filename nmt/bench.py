@@ -198,11 +198,11 @@ def calibrate_max_tokens(overrides: list[str], target: int = TARGET_TOKENS_PER_U
     tokens per update with our length-sorted batches."""
     from nmt.data.batching import TokenBatchSampler
     from nmt.data.prepare import prepare
-    from nmt.train.seq2seq_task import _lengths
+    from nmt.train.seq2seq_task import example_lengths
 
     cfg = compose(overrides)
     split = prepare(cfg).splits["train"]
-    lengths = _lengths(split)
+    lengths = example_lengths(split)
     tgt = [len(y) + 1 for y in split.tgt]
     guess = target
     for _ in range(3):

@@ -134,7 +134,7 @@ def greedy_search(
     enc, state, max_lens = start(model, src, src_lengths, cfg)
     hyps = decode_rows(model, enc, state, max_lens, cfg, _argmax, return_attention)
     if return_attention:
-        _trim_attention(hyps, src_lengths)
+        trim_attention(hyps, src_lengths)
     return [[h] for h in hyps]
 
 
@@ -142,7 +142,7 @@ def _argmax(log_probs: Tensor) -> Tensor:
     return log_probs.argmax(dim=1)
 
 
-def _trim_attention(hyps: list[Hypothesis], src_lengths: Tensor, copies: int = 1) -> None:
+def trim_attention(hyps: list[Hypothesis], src_lengths: Tensor, copies: int = 1) -> None:
     """Cut each attention matrix to its sentence's real source tokens."""
     lengths = src_lengths.tolist()
     for i, h in enumerate(hyps):

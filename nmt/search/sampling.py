@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from nmt.config import DecodeConfig
-from nmt.search.greedy import _trim_attention, decode_rows, start
+from nmt.search.greedy import decode_rows, start, trim_attention
 from nmt.search.hypothesis import Hypothesis
 
 
@@ -53,6 +53,6 @@ def sample_search(
     enc, state, max_lens = start(model, src, src_lengths, cfg, copies=n)
     hyps = decode_rows(model, enc, state, max_lens, cfg, pick, return_attention)
     if return_attention:
-        _trim_attention(hyps, src_lengths, copies=n)
+        trim_attention(hyps, src_lengths, copies=n)
     groups = [hyps[i * n : (i + 1) * n] for i in range(src.size(0))]
     return [sorted(g, key=lambda h: h.score, reverse=True) for g in groups]

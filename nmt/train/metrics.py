@@ -144,6 +144,14 @@ class Every:
         self.last = time.perf_counter()
 
 
+def improves(metric: float, best: float | None, higher_is_better: bool) -> bool:
+    """True when ``metric`` beats ``best`` (None: nothing yet), the one comparison early
+    stopping, best.pt and the plateau schedule share."""
+    if best is None:
+        return True
+    return metric > best if higher_is_better else metric < best
+
+
 def emit(text: str) -> None:
     """A log line: through ``logging`` when it is configured (console, RUN/train.log), else
     stderr."""

@@ -15,6 +15,7 @@ from torch import nn
 
 from nmt.config import TrainConfig
 from nmt.errors import ConfigError
+from nmt.train.metrics import improves
 
 SCHEDULES = ("constant", "inverse_sqrt", "plateau", "cosine")
 
@@ -103,10 +104,7 @@ class LRSchedule:
 
     def on_validation(self, metric: float, higher_is_better: bool) -> None:
         """Feed a validation result (only ``plateau`` reacts)."""
-        better = self.best is None or (
-            metric > self.best if higher_is_better else metric < self.best
-        )
-        if better:
+        if improves(metric, self.best, higher_is_better):
             self.best, self.bad = metric, 0
             return
         self.bad += 1

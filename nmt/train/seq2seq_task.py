@@ -58,7 +58,7 @@ class Seq2SeqTask:
         self.coverage = self._pretrained_embeddings()
         self.objective = Seq2SeqObjective(self.model, tc.label_smoothing)
         self.sampler = TokenBatchSampler(
-            _lengths(self.train_split),
+            example_lengths(self.train_split),
             max_tokens=tc.max_tokens,
             max_sentences=tc.max_sentences,
             seed=tc.seed,
@@ -67,7 +67,7 @@ class Seq2SeqTask:
             shard_id=info.rank,
         )
         self._valid_loss_batches = TokenBatchSampler(
-            _lengths(self.valid_split), max_tokens=tc.max_tokens, shuffle=False
+            example_lengths(self.valid_split), max_tokens=tc.max_tokens, shuffle=False
         )
 
     def _pretrained_embeddings(self) -> dict | None:
@@ -217,7 +217,7 @@ class Seq2SeqTask:
         return []
 
 
-def _lengths(split) -> list[tuple[int, int]]:
+def example_lengths(split) -> list[tuple[int, int]]:
     """``(src_len, tgt_len)`` per example (the sampler's cost is ``max(src, tgt + 1)``)."""
     return [(len(s), len(t)) for s, t in zip(split.src, split.tgt)]
 

@@ -29,7 +29,15 @@ from nmt.train.distributed import (
     broadcast_object,
     wrap_ddp,
 )
-from nmt.train.metrics import Every, MetricsWriter, Progress, emit, format_seconds, safe_exp
+from nmt.train.metrics import (
+    Every,
+    MetricsWriter,
+    Progress,
+    emit,
+    format_seconds,
+    improves,
+    safe_exp,
+)
 from nmt.train.optim import LRSchedule, build_optimizer
 from nmt.train.plots import plot_curves
 
@@ -188,7 +196,7 @@ class Trainer:
         if tc.max_epochs and self.epoch >= tc.max_epochs and not self.stop_reason:
             self.stop_reason = f"reached train.max_epochs={tc.max_epochs}"
         if tc.patience and self.bad_validations >= tc.patience and not self.stop_reason:
-            self.stop_reason = f"early stopping: no {self.task.metric_name} improvement in {tc.patience} validations"
+            self.stop_reason = self._early_stop_reason()
         while not self.stop_reason:
             batches = self.task.epoch_batches(self.epoch)
             if resume_rng is not None:
@@ -310,9 +318,7 @@ class Trainer:
         result = broadcast_object(result, self.info)
         metric = float(result[self.task.metric_name])
         self.schedule.on_validation(metric, self.higher_better)
-        improved = self.best is None or (
-            metric > self.best if self.higher_better else metric < self.best
-        )
+        improved = improves(metric, self.best, self.higher_better)
         if improved:
             self.best, self.bad_validations = metric, 0
         else:
@@ -327,12 +333,18 @@ class Trainer:
             self.save_last()
             self._save_step_checkpoint()
         if self.tc.patience and self.bad_validations >= self.tc.patience and not self.stop_reason:
-            self.stop_reason = f"early stopping: no {self.task.metric_name} improvement in {self.tc.patience} validations"
+            self.stop_reason = self._early_stop_reason()
 
     def _valid_progress(self, done: int, total: int, what: str) -> None:
         """Called by the task during validation; a line at most every train.log_seconds."""
         if self.heartbeat.due():
             self.progress.message(f"  validation: {done}/{total} {what}")
+
+    def _early_stop_reason(self) -> str:
+        return (
+            f"early stopping: no {self.task.metric_name} improvement in "
+            f"{self.tc.patience} validations"
+        )
 
     def save_last(self) -> None:
         if self.info.is_main:
