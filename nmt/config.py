@@ -201,7 +201,9 @@ class DecodeConfig:
     n_best: int = 1
     no_repeat_ngram_size: int = 0
     suppress_unk: bool = False
-    max_tokens: int = 6000  # source tokens per decoding batch
+    # Decoding batch budget in source tokens, padding included, counting each beam (or
+    # sample) as a copy of its source: beam 5 takes about 6000 / 5 = 1200 source tokens.
+    max_tokens: int = 6000
     max_sentences: int = 0  # sentences per decoding batch (0 = only max_tokens limits it)
     # CPU processes decoding batches in parallel, one torch thread each (nmt.search.workers:
     # set it to the cores to use); 1 = batches one after the other in this process

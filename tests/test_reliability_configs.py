@@ -59,6 +59,11 @@ IMPOSSIBLE = {
     "train.valid_beam_size=0": r"train\.valid_beam_size=0 must be at least 1",
     "train.precision=fp8": r"train\.precision='fp8' is unknown",
     "train.device=tpu": r"train\.device='tpu' is unknown",
+    # embeddings: checked with the rest (before: only after the data was prepared)
+    "embeddings.src.init=pretrained": r"embeddings\.src\.init=pretrained needs embeddings\.src\.vectors",
+    "embeddings.tgt.subword=maybe": r"embeddings\.tgt\.subword='maybe' is unknown",
+    "embeddings.src.init=glovee": r"embeddings\.src\.init='glovee' is unknown",
+    "model.share_embeddings=true,embeddings.src.init=word2vec": r"must be set the same way",
     "decode.beam_size=0": r"decode\.beam_size=0 must be at least 1",
     "decode.n_best=0": r"decode\.n_best=0 must be at least 1",
     "decode.method=beem": r"decode\.method='beem' is unknown",

@@ -54,7 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="write the N best translations per line as 'LINE ||| TEXT ||| SCORE' (LINE counts "
         "from 1; beam search widens the beam to at least N, --sample draws N samples)",
     )
-    p.add_argument("--max-tokens", type=int, help="source tokens per decoding batch")
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        help="decoding batch budget: source tokens x beam (padding included)",
+    )
     p.add_argument("--batch-size", type=int, help="at most this many sentences per decoding batch")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(

@@ -123,24 +123,8 @@ def apply_pretrained(
 
     layers: dict[str, Embeddings] = model.embedding_layers()
     sides = {"src": (emb_cfg.src, src_tok), "tgt": (emb_cfg.tgt, tgt_tok)}
-    for side, (cfg, _) in sides.items():
-        _check_side(cfg, side)
-        if cfg.init not in INITS:
-            raise ConfigError(
-                f"embeddings.{side}.init={cfg.init!r} is unknown: use one of {', '.join(INITS)}"
-            )
-        if _effective_init(cfg) != "random" or cfg.freeze:
-            if side not in layers:
-                raise ConfigError(
-                    f"embeddings.{side} asks for '{_effective_init(cfg)}' but this model has no {side} "
-                    "embedding: use embeddings=random"
-                )
     shared = "src" in layers and "tgt" in layers and layers["src"] is layers["tgt"]
-    if shared and _side_key(emb_cfg.src) != _side_key(emb_cfg.tgt):
-        raise ConfigError(
-            "model.share_embeddings=true uses one table for both sides, so embeddings.src and "
-            "embeddings.tgt must be set the same way"
-        )
+    check_embeddings_config(emb_cfg, set(layers), shared)
     report: dict[str, dict[str, Any]] = {}
     for side, layer in layers.items():
         cfg, tok = sides[side]
@@ -224,6 +208,32 @@ def apply_pretrained(
 def wants_vectors(emb_cfg: Any) -> bool:
     """Whether ``emb_cfg`` changes anything of a randomly initialised model."""
     return any(_effective_init(s) != "random" or s.freeze for s in (emb_cfg.src, emb_cfg.tgt))
+
+
+def check_embeddings_config(emb_cfg: Any, sides: set[str], shared: bool) -> None:
+    """Refuse an embeddings config that cannot work with a model whose embedding tables are
+    ``sides`` (``shared``: one table for both), before any data is read.
+
+    Raises:
+        ConfigError: naming the key and what to use.
+    """
+    for side in ("src", "tgt"):
+        cfg = getattr(emb_cfg, side)
+        _check_side(cfg, side)
+        if cfg.init not in INITS:
+            raise ConfigError(
+                f"embeddings.{side}.init={cfg.init!r} is unknown: use one of {', '.join(INITS)}"
+            )
+        if (_effective_init(cfg) != "random" or cfg.freeze) and side not in sides:
+            raise ConfigError(
+                f"embeddings.{side} asks for '{_effective_init(cfg)}' but this model has no "
+                f"{side} embedding: use embeddings=random"
+            )
+    if shared and _side_key(emb_cfg.src) != _side_key(emb_cfg.tgt):
+        raise ConfigError(
+            "model.share_embeddings=true uses one table for both sides, so embeddings.src and "
+            "embeddings.tgt must be set the same way"
+        )
 
 
 def _effective_init(cfg: Any) -> str:

@@ -59,8 +59,9 @@ class Translator:
     Args:
         model: in eval mode, on ``device``.
         src_tok, tgt_tok: the checkpoint's tokenizers (``encode``/``decode``).
-        decode_cfg: search method and options; ``max_tokens`` is the source-token budget of
-            one decoding batch (padding included), ``max_sentences`` caps its sentences.
+        decode_cfg: search method and options; ``max_tokens`` is the budget of one decoding
+            batch in source tokens (padding included) times the beam (or samples), see
+            :meth:`batch_budget`; ``max_sentences`` caps its sentences.
         max_src_len: longer inputs are truncated to this many pieces (a warning on stderr
             names the line).
         warn: where warnings go (one line each).

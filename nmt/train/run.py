@@ -33,11 +33,16 @@ from nmt.train.trainer import AMP_DTYPES, Trainer
 def check_config(cfg: DictConfig) -> None:
     """Every check that needs no data, so a bad value fails before anything is prepared."""
     from nmt.models.builder import check_model_config
+    from nmt.models.embeddings import check_embeddings_config
 
     check_values(cfg)
     # The vocabulary sizes are not known yet: large placeholders pass the size checks,
     # which run again (with the real sizes) when the model is built.
     check_model_config(cfg.model, 1 << 20, 1 << 20)
+    # The embeddings config too: a bad one used to fail only after the data was prepared.
+    char_lm = cfg.model.arch == "char_lm"
+    sides = set() if char_lm else {"src", "tgt"}
+    check_embeddings_config(cfg.embeddings, sides, not char_lm and cfg.model.share_embeddings)
 
 
 def train(cfg: DictConfig, out_dir: str | Path | None = None) -> float:
