@@ -35,7 +35,7 @@ def check_output_file(path: str | Path, option: str, inputs: Iterable[str | Path
                 f"{option} {target} is the input file {source}: writing it would replace the "
                 "input; choose another output file"
             )
-    _check_writable_folder(target.parent if str(target.parent) else Path("."), option, target)
+    _check_writable_folder(target.parent, option, target)
     return target
 
 
@@ -45,13 +45,21 @@ def check_output_folder(path: str | Path, option: str) -> Path:
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise NMTError(f"{option} {folder} is a file, not a folder: give a folder path")
-    existing = folder
-    while not existing.exists():  # the nearest existing ancestor is where we would create it
-        existing = existing.parent
+    missing = missing_folders(folder)
+    existing = missing[0].parent if missing else folder  # where the first one would be made
     if not existing.is_dir():
         raise NMTError(f"{option} {folder}: {existing} is a file, so the folder cannot be made")
     _check_writable_folder(existing, option, folder)
     return folder
+
+
+def missing_folders(path: str | Path) -> list[Path]:
+    """The folders ``path.mkdir(parents=True)`` would create, outermost first."""
+    folder, missing = Path(path).absolute(), []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    return missing[::-1]
 
 
 def _same_file(a: Path, b: Path) -> bool:

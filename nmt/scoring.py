@@ -27,6 +27,8 @@ def score(
     metrics: Sequence[str] = METRICS,
     moses_lc_tok: bool = False,
     lang: str = "fr",
+    hyp_name: str | None = None,
+    ref_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Score ``hyps`` against one or more reference streams.
 
@@ -38,6 +40,7 @@ def score(
         metrics: any of ``bleu``, ``chrf``, ``ter``.
         moses_lc_tok: also compute ``bleu_lc_tok`` (see the module docstring).
         lang: language of the Moses tokenizer.
+        hyp_name, ref_names: the files the streams came from, named in errors.
     Returns:
         ``{metric: value, metric + "_signature": str, ...}`` plus ``n_sentences``.
     Raises:
@@ -49,13 +52,23 @@ def score(
     if not refs:
         raise DataError("no references given: pass at least one reference file (-r)")
     if not hyps and not any(refs):
-        raise DataError("the hypotheses and references hold no lines: nothing to score")
+        if hyp_name is None or ref_names is None:
+            raise DataError("the hypotheses and references hold no lines: nothing to score")
+        plural = "s" if len(ref_names) > 1 else ""
+        raise DataError(
+            f"hypothesis file {hyp_name} and reference file{plural} {', '.join(ref_names)} "
+            "hold no lines: nothing to score"
+        )
     for i, stream in enumerate(refs):
         if len(stream) != len(hyps):
-            raise DataError(
-                f"reference stream {i + 1} has {len(stream)} lines but there are {len(hyps)} "
-                "hypotheses: every reference file needs one line per hypothesis"
-            )
+            if hyp_name is None or ref_names is None:
+                what = f"reference stream {i + 1} has {len(stream)} lines but there are {len(hyps)} hypotheses"
+            else:
+                what = (
+                    f"reference file {ref_names[i]} has {len(stream)} lines but hypothesis "
+                    f"file {hyp_name} has {len(hyps)}"
+                )
+            raise DataError(f"{what}: every reference file needs one line per hypothesis")
     scorers = {
         "bleu": lambda: BLEU(lowercase=lowercase, tokenize=tokenize),
         "chrf": CHRF,

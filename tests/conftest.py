@@ -138,8 +138,7 @@ def make_checkpoint(
     m.attention = "none" if arch == "char_lm" else attention
     cfg.decode.beam_size, cfg.decode.max_len_a, cfg.decode.max_len_b = beam_size, 0.2, 4
     torch.manual_seed(seed)
-    size = getattr(src_tok, "vocab_size", None) or src_tok.size
-    model = build_model(m, size, getattr(tgt_tok, "vocab_size", None) or tgt_tok.size)
+    model = build_model(m, len(src_tok), len(tgt_tok))
     save_checkpoint(
         path,
         {

@@ -24,10 +24,11 @@ from nmt.errors import NMTError
 from nmt.outputs import check_output_file
 
 SKIP = {"best.pt", "last.pt", "averaged.pt"}
-# Resume state (Trainer.state_dict(full=True)); "sampler" is in last.pt files of nmt < #17.
-RESUME_KEYS = (
-    "optimizer", "scheduler", "scaler", "rng", "sampler", "batch_in_epoch", "bad_validations",
-    "elapsed", "last_valid_step", "task_state",
+# What an averaged checkpoint keeps: a translation payload (Trainer.checkpoint(full=False));
+# the resume state of a last.pt given with --inputs is dropped.
+KEPT_KEYS = (
+    "format_version", "config", "model", "src_tokenizer", "tgt_tokenizer", "step", "epoch",
+    "best",
 )  # fmt: skip
 
 
@@ -102,7 +103,7 @@ def average(paths: list[Path]) -> dict:
         k: (v / len(paths)).to(model[k].dtype) if v.is_floating_point() else v
         for k, v in total.items()
     }
-    out = {k: v for k, v in payload.items() if k not in RESUME_KEYS}
+    out = {k: v for k, v in payload.items() if k in KEPT_KEYS}
     out["model"] = averaged
     out["averaged_from"] = [str(p) for p in paths]
     return out

@@ -6,7 +6,6 @@ import contextlib
 import functools
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from omegaconf import DictConfig
 
 from nmt.config import check_known_keys, conf_dir, register_configs
 from nmt.errors import NMTError
-from nmt.outputs import check_output_folder
+from nmt.outputs import check_output_folder, missing_folders
 
 FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
 
@@ -84,22 +83,15 @@ class RunFolderGuard(Callback):
             check_output_folder(folder, "hydra.run.dir")
         except NMTError as err:
             fail(str(err))  # a callback's exceptions are only warned about: exit here
-        missing = []
-        while not folder.exists():
-            missing.append(folder)
-            folder = folder.parent
-        _created_run_folders[:] = reversed(missing)
+        _created_run_folders[:] = missing_folders(folder)
 
 
-def remove_created_run_folder(failed: bool) -> None:
-    """Leave nothing behind that this command made and did not fill: empty new folders go;
-    after a failure the new run folder goes too unless it holds a checkpoint."""
+def remove_empty_created_folders() -> None:
+    """Leave nothing behind that this command made and did not fill: the new folders that
+    are still empty go (a training run that failed before its first checkpoint has already
+    removed what it wrote: nmt.train.runfolder.remove_new_entries)."""
     for folder in reversed(_created_run_folders):  # innermost first
-        if not folder.is_dir():
-            continue
-        if failed and folder == _created_run_folders[-1] and not any(folder.rglob("*.pt")):
-            shutil.rmtree(folder, ignore_errors=True)
-        elif not any(folder.iterdir()):
+        if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
     _created_run_folders.clear()
 
@@ -109,11 +101,10 @@ def console_logging() -> Any:
     """INFO lines of nmt's loggers on stdout for the length of a command (Hydra's own job
     logging is off: it would create a log file in every run folder, even for refused runs;
     nmt-train writes RUN/train.log itself once the run is accepted)."""
-    from nmt.train.metrics import LOG_FORMAT
+    from nmt.train.metrics import log_handler
 
     root = logging.getLogger()
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler = log_handler(sys.stdout)
     # Hydra's own handler (its "[HYDRA]" lines) steps aside while the command runs.
     saved_handlers, saved_level = root.handlers[:], root.level
     root.handlers[:] = [handler]
@@ -152,7 +143,7 @@ def hydra_app(task: Callable[[DictConfig], Any], prog: str) -> Callable[[], Any]
     and exit code 2, like every other user error (``HYDRA_FULL_ERROR=1`` shows Hydra's
     full report instead). ``--help`` prints the task module's docstring (what the command
     does, with examples) and the config groups. A folder Hydra created for this command is
-    removed again when the command keeps nothing in it or fails before writing a checkpoint.
+    removed again when the command leaves it empty.
     """
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -168,18 +159,15 @@ def hydra_app(task: Callable[[DictConfig], Any], prog: str) -> Callable[[], Any]
 
         @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
         def _entry(cfg: DictConfig) -> Any:
-            failed = True
             try:
                 with console_logging():
                     run_guarded(check_known_keys, cfg)
                     try:
-                        result = run_guarded(task, cfg)
+                        return run_guarded(task, cfg)
                     except OmegaConfBaseException as err:  # e.g. a missing value read by the task
                         fail(config_error_line(err))
-                failed = False
-                return result
             finally:
-                remove_created_run_folder(failed)
+                remove_empty_created_folders()
 
         user_wants_full = os.environ.get(FULL_ERROR_ENV)
         # Let composition errors reach us instead of Hydra's multi-line report.

@@ -12,7 +12,6 @@ import json
 
 from nmt.cli import make_parser
 from nmt.data.readers import read_text_lines
-from nmt.errors import DataError
 from nmt.scoring import METRICS, format_scores, score
 
 
@@ -43,31 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def check_line_counts(hyps: list[str], refs: list[list[str]], args: argparse.Namespace) -> None:
-    """Refuse empty input and references of another length, naming the files.
-
-    Raises:
-        DataError: nothing to score, or a reference file's line count differs from the
-            hypotheses'.
-    """
-    hyp_name = args.hyp or "stdin"
-    if not hyps and not any(refs):
-        ref_names = f"reference file{'s' if len(args.ref) > 1 else ''} {', '.join(args.ref)}"
-        raise DataError(
-            f"hypothesis file {hyp_name} and {ref_names} hold no lines: nothing to score"
-        )
-    for name, ref in zip(args.ref, refs):
-        if len(ref) != len(hyps):
-            raise DataError(
-                f"reference file {name} has {len(ref)} lines but hypothesis file {hyp_name} "
-                f"has {len(hyps)}: every reference file needs one line per hypothesis"
-            )
-
-
 def run(args: argparse.Namespace) -> dict:
     refs = [read_text_lines(r, "reference file") for r in args.ref]
     hyps = read_text_lines(args.hyp, "hypothesis file")
-    check_line_counts(hyps, refs, args)
     scores = score(
         hyps,
         refs,
@@ -76,6 +53,8 @@ def run(args: argparse.Namespace) -> dict:
         metrics=args.metrics,
         moses_lc_tok=args.moses_lowercase,
         lang=args.lang,
+        hyp_name=args.hyp or "stdin",
+        ref_names=args.ref,
     )
     print(json.dumps(scores, indent=1) if args.json else format_scores(scores))
     return scores

@@ -56,7 +56,7 @@ class LMTask:
         self.val = streams(
             data.val, max(1, min(max(tc.batch_size, 32), data.val.numel() // (self.bptt + 1)))
         )
-        n_vocab = vocab_size(self.vocab)
+        n_vocab = len(self.vocab)
         self.model = build_model(cfg.model, n_vocab, n_vocab)
         self.objective = LMObjective(self.model, tc.label_smoothing)
         self.state = None
@@ -65,7 +65,7 @@ class LMTask:
         n_params = sum(p.numel() for p in self.model.parameters())
         return (
             f"char LM: {self.data.train.numel():,} train / {self.data.val.numel():,} val chars, "
-            f"vocab {vocab_size(self.vocab)} | {n_params:,} parameters | "
+            f"vocab {len(self.vocab)} | {n_params:,} parameters | "
             f"{self.batches_per_epoch()} chunks/epoch of {self.train.size(0)}x{self.bptt}"
         )
 
@@ -160,14 +160,6 @@ class LMTask:
         finally:
             self.model.train()
         return self.vocab.decode(ids)
-
-
-def vocab_size(vocab) -> int:
-    for name in ("vocab_size", "size"):
-        value = getattr(vocab, name, None)
-        if value is not None:
-            return int(value() if callable(value) else value)
-    return len(vocab)
 
 
 def vocab_state(vocab) -> dict:

@@ -126,6 +126,17 @@ class Progress:
             self.bar = None
 
 
+def log_handler(target: Any) -> logging.Handler:
+    """A handler in nmt's log format: to a stream (console) or, given a path, to that file
+    (appended)."""
+    if isinstance(target, (str, Path)):
+        handler: logging.Handler = logging.FileHandler(target, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(target)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    return handler
+
+
 class Every:
     """True at most once per ``seconds`` (0 = never): time-based progress lines, so a run that
     logs to a file is never silent for long, whatever its speed."""

@@ -262,17 +262,16 @@ def hydra_overrides() -> list[str] | None:
 def run_log(out: Path | None) -> Iterator[None]:
     """Log lines (INFO of nmt's loggers) to ``out/train.log`` (appended, so a resumed run
     continues it) and, when nothing else shows them, to stderr."""
-    from nmt.train.metrics import LOG_FORMAT
+    from nmt.train.metrics import log_handler
 
     root = logging.getLogger()
     added: list[logging.Handler] = []
     if not root.handlers:  # called as a library: no console configured
-        added.append(logging.StreamHandler(sys.stderr))
+        added.append(log_handler(sys.stderr))
     if out is not None:
-        added.append(logging.FileHandler(out / LOG_NAME, encoding="utf-8"))
+        added.append(log_handler(out / LOG_NAME))
     level = root.level
     for handler in added:
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
         root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
