@@ -6,8 +6,9 @@ optimizer -- forward and backward together, from ``torch.profiler``.
 2. Each forward op that builds an autograd node records that node's sequence number; the
    backward of the node (``autograd::engine::evaluate_function: ...``) carries the same
    number, so its time is charged to the same part.
-3. The fused output layer + loss (:class:`nmt.train.loss._LinearCrossEntropy`) and the
-   optimizer (``Optimizer.step``/``zero_grad``) are recognised by their range names.
+3. The fused output layer + loss runs in its own profiler range
+   (:data:`nmt.ops.LINEAR_CROSS_ENTROPY_RANGE`), the optimizer in torch's
+   (``Optimizer.step``/``zero_grad``): both are recognised by those range names.
 Self times of all events are summed per part; what is in none of them (gradient clipping,
 bookkeeping, Python between ops) is ``other``.
 """
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from torch import nn
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
+
+from nmt.ops import LINEAR_CROSS_ENTROPY_RANGE
 
 PREFIX = "part::"
 BACKWARD = "autograd::engine::evaluate_function:"
@@ -59,7 +62,7 @@ def _part_of(event, by_seq: dict[int, str]) -> str | None:
         name = e.name
         if name.startswith(PREFIX):
             return name[len(PREFIX) :]
-        if name.startswith("_LinearCrossEntropy"):
+        if name == LINEAR_CROSS_ENTROPY_RANGE:
             return "output layer + loss"
         if name.startswith("Optimizer."):
             return "optimizer"

@@ -171,7 +171,7 @@ def test_attentional_vector_is_tanh_or_linear(kind):
     with torch.no_grad():
         enc = model.encode(src, src_len)
         h = torch.randn(3, 8)
-        feat, _ = dec._attend(h, enc)
+        feat, _ = dec.attend(h, enc)
         context, _ = dec.attention(h, enc.keys, enc.memory, enc.mask)
         pre = torch.cat([h, context], -1) @ dec.combine.weight.T
         if kind == "linear":
@@ -187,34 +187,6 @@ def test_attentional_vector_is_tanh_or_linear(kind):
         for t in range(tgt.size(1)):
             lp, _, state = model.step(tgt[:, t], state, enc)
             torch.testing.assert_close(lp, full[:, t], atol=1e-5, rtol=0)
-
-
-@pytest.mark.parametrize("feed", [False, True])
-def test_search_steps_look_up_the_embedding_gates_exactly(feed):
-    """A 1-layer GRU's search step takes ``W_e e + b_ih`` from a per-token table: the same
-    log-probabilities as teacher forcing, and a changed weight rebuilds the table."""
-    model = make(attention="bahdanau", input_feeding=feed)
-    dec = model.decoder
-    src, src_len = padded(SRC)
-    tgt, _ = padded(TGT_IN)
-    with torch.no_grad():
-        for _ in range(2):  # the second round after a weight update
-            full, _ = model(src, src_len, tgt)  # teacher forcing: no table
-            enc = model.encode(src, src_len)
-            state = model.init_state(enc)
-            assert dec._folds_embedding()
-            for t in range(tgt.size(1)):
-                lp, _, state = model.step(tgt[:, t], state, enc)
-                torch.testing.assert_close(lp, full[:, t], atol=1e-5, rtol=0)
-            assert dec._gate_table is not None
-            dec.embed.table.weight.add_(0.5)
-    assert not dec._folds_embedding()  # autograd on: the plain step
-    model.train()
-    with torch.no_grad():
-        assert not dec._folds_embedding()  # dropout on the embedding: the plain step
-        assert not make(cell="lstm").decoder._folds_embedding()
-        assert not make(layers=2).decoder._folds_embedding()
-        assert make().decoder._folds_embedding()
 
 
 def test_checkpoint_configs_without_attentional_vector_keep_tanh():
@@ -306,44 +278,3 @@ def test_every_model_option_builds_normalizes_and_trains(option):
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     cell = {"lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}.get(cfg.model.cell, torch.nn.GRU)
     assert any(isinstance(m, cell) for m in model.modules())
-
-
-@pytest.mark.parametrize("chunk", [1, 40, 1 << 20])  # one row per slice, a few rows, all rows
-def test_additive_scores_match_the_plain_formula_and_its_gradients(chunk):
-    """The sliced, recomputing additive attention equals ``v . tanh(q + k)`` built whole, in
-    value and in every gradient (checked in float64 by finite differences too)."""
-    from nmt.models.attention import _AdditiveScores, additive_scores
-
-    g = torch.Generator().manual_seed(0)
-    q = torch.randn(5, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
-    k = torch.randn(5, 6, 4, generator=g, dtype=torch.float64, requires_grad=True)
-    v = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
-    upstream = torch.randn(5, 3, 6, generator=g, dtype=torch.float64)
-
-    fused = additive_scores(q, k, v, chunk_elements=chunk)
-    plain = torch.tanh(q.unsqueeze(2) + k.unsqueeze(1)) @ v
-    torch.testing.assert_close(fused, plain)
-    # Attention passes 2q and 2k (its keys are kept doubled): the same scores.
-    doubled = additive_scores(2 * q, 2 * k, v, chunk_elements=chunk, doubled=True)
-    torch.testing.assert_close(doubled, plain)
-    got = torch.autograd.grad(fused, (q, k, v), upstream)
-    want = torch.autograd.grad(plain, (q, k, v), upstream)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b)
-    rows = max(1, chunk // (3 * 6 * 4))
-    assert torch.autograd.gradcheck(lambda a, b, c: _AdditiveScores.apply(a, b, c, rows), (q, k, v))
-
-
-@pytest.mark.parametrize("bias", [True, False])
-def test_output_layer_in_vocab_slices_equals_linear(bias):
-    """The sliced CPU output layer (1,100 rows: two full 512-row slices and a ragged one)
-    writes exactly what ``F.linear`` computes, for 2-d and 3-d features."""
-    from nmt.models.decoder import OUTPUT_SLICE, output_layer
-
-    g = torch.Generator().manual_seed(0)
-    weight = torch.randn(2 * OUTPUT_SLICE + 76, 8, generator=g)
-    b = torch.randn(weight.size(0), generator=g) if bias else None
-    for x in (torch.randn(5, 8, generator=g), torch.randn(2, 3, 8, generator=g)):
-        torch.testing.assert_close(
-            output_layer(x, weight, b), torch.nn.functional.linear(x, weight, b)
-        )

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nmt.config import PAD_ID, TrainConfig
@@ -161,29 +160,6 @@ def test_metrics_jsonl_truncation_and_plot(tmp_path):
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["bleu"] == 3.5
     png = plot_curves(tmp_path / "metrics.jsonl", tmp_path / "curves.png")
     assert png is not None and png.stat().st_size > 1000
-
-
-@pytest.mark.parametrize("eps,bias,chunk", [(0.0, True, 1 << 21), (0.1, True, 10), (0.2, False, 7)])
-def test_fused_linear_cross_entropy_matches_autograd_reference(eps, bias, chunk):
-    """Loss and all three gradients equal F.cross_entropy on materialised logits,
-    whichever way the rows are chunked."""
-    from nmt.train.loss import linear_cross_entropy
-
-    torch.manual_seed(0)
-    x = torch.randn(13, 6, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(9, dtype=torch.float64, requires_grad=True) if bias else None
-    y = torch.randint(0, 9, (13,))
-    ref = F.cross_entropy(F.linear(x, w, b), y, label_smoothing=eps, reduction="sum")
-    ref_grads = torch.autograd.grad(2.5 * ref, [t for t in (x, w, b) if t is not None])
-    loss, nll = linear_cross_entropy(x, w, b, y, eps, chunk_elements=chunk)
-    grads = torch.autograd.grad(2.5 * loss, [t for t in (x, w, b) if t is not None])
-    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
-    assert nll.item() == pytest.approx(
-        F.cross_entropy(F.linear(x, w, b), y, reduction="sum").item(), rel=1e-5
-    )
-    for got, want in zip(grads, ref_grads):
-        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw"])

@@ -22,7 +22,9 @@ class EncoderOutput:
         memory: ``(batch, src_len, hidden)`` encoder outputs (zeros at padding).
         mask: ``(batch, src_len)`` bool, True for real tokens.
         lengths: ``(batch,)`` source lengths.
-        keys: attention keys precomputed from ``memory`` once (None without attention).
+        keys: ``(batch, src_len, key_dim)`` the source side of every attention score,
+            computed from ``memory`` once (``Attention.precompute``: ``W_k m + b``,
+            ``W m`` or ``m``, what the query is compared with); None without attention.
         final: the encoder's final state, directions merged: ``(layers, batch, hidden)``
             (a pair for LSTM).
     """

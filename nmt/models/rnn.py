@@ -107,21 +107,3 @@ def merge_directions(state: RNNState, directions: int) -> RNNState:
         return t.permute(0, 2, 1, 3).reshape(n // directions, batch, directions * h)
 
     return map_state(merge, state)
-
-
-def gru_step(input_gates: Tensor, h: Tensor, rnn: nn.GRU) -> Tensor:
-    """One step of the 1-layer ``rnn`` from its input gates, computed elsewhere.
-
-    Args:
-        input_gates: ``(batch, 3 * hidden)``, ``W_ih x + b_ih`` (torch's gate order r, z, n).
-        h: ``(batch, hidden)``, the previous state.
-    Returns:
-        the new state ``(batch, hidden)``, by torch's formula: ``r`` scales the hidden side of
-        the ``n`` gate, bias included; ``h' = n + z (h - n)``.
-    """
-    H = h.size(1)
-    hidden_gates = torch.addmm(rnn.bias_hh_l0, h, rnn.weight_hh_l0.t())
-    rz = (input_gates[:, : 2 * H] + hidden_gates[:, : 2 * H]).sigmoid_()
-    r, z = rz[:, :H], rz[:, H:]
-    n = torch.addcmul(input_gates[:, 2 * H :], r, hidden_gates[:, 2 * H :]).tanh_()
-    return torch.addcmul(n, z, h - n)

@@ -1,0 +1,114 @@
+"""Search's table-step view of a model (nmt/search/folded.py) against the model's own step,
+on the real ``build_model`` network, before and after ``load_state_dict``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nmt.config import BOS_ID, DecodeConfig
+from nmt.search import search
+from nmt.search.ensemble import Ensemble
+from nmt.search.folded import TableStepSeq2Seq, for_search
+from tests.test_search_real_model import batch, tiny_model
+
+
+def _steps(model, src, lengths, tokens: torch.Tensor):
+    """Log-probs, attention and final hidden state of feeding ``tokens (B, T)`` step by step."""
+    enc = model.encode(src, lengths)
+    state = model.init_state(enc)
+    out = []
+    for t in range(tokens.size(1)):
+        lp, attn, state = model.step(tokens[:, t], state, enc)
+        out.append((lp, attn))
+    return out, state
+
+
+def _assert_same_steps(a, b) -> None:
+    (steps_a, state_a), (steps_b, state_b) = a, b
+    for (lp_a, at_a), (lp_b, at_b) in zip(steps_a, steps_b):
+        torch.testing.assert_close(lp_a, lp_b, atol=1e-5, rtol=0)
+        torch.testing.assert_close(at_a, at_b, atol=1e-5, rtol=0)
+    torch.testing.assert_close(state_a.hidden, state_b.hidden, atol=1e-5, rtol=0)
+    if state_a.feed is not None:
+        torch.testing.assert_close(state_a.feed, state_b.feed, atol=1e-5, rtol=0)
+
+
+def _tokens(n: int, steps: int = 6) -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(4, 19, (n, steps), generator=g)
+    tokens[:, 0] = BOS_ID
+    return tokens
+
+
+@pytest.mark.parametrize("feed", [False, True])
+def test_table_step_equals_the_model_step_also_after_load_state_dict(feed):
+    model = tiny_model(input_feeding=feed)
+    src, lengths = batch()
+    tokens = _tokens(src.size(0))
+    with torch.inference_mode():
+        folded = for_search(model)
+        assert isinstance(folded, TableStepSeq2Seq)
+        _assert_same_steps(
+            _steps(folded, src, lengths, tokens), _steps(model, src, lengths, tokens)
+        )
+
+    # New weights (another seed, as a checkpoint would bring): a new view equals the new
+    # plain step; the old view still holds the old table, so it must be rebuilt.
+    model.load_state_dict(tiny_model(input_feeding=feed, seed=7).state_dict())
+    with torch.inference_mode():
+        plain = _steps(model, src, lengths, tokens)
+        _assert_same_steps(_steps(for_search(model), src, lengths, tokens), plain)
+        stale = _steps(folded, src, lengths, tokens)[0][1][0]
+        assert not torch.allclose(stale, plain[0][1][0], atol=1e-3)
+
+
+@pytest.mark.parametrize("method,beam", [("greedy", 1), ("beam", 4)])
+def test_searches_through_the_table_step_find_the_same_hypotheses(method, beam):
+    model = tiny_model(input_feeding=True)
+    src, lengths = batch(n=8)
+    cfg = DecodeConfig(method=method, beam_size=beam, n_best=beam, max_len_a=2.0)
+    plain = search(model, src, lengths, cfg)
+    folded = search(for_search(model), src, lengths, cfg)
+    for hyps_a, hyps_b in zip(plain, folded):
+        assert [h.tokens for h in hyps_a] == [h.tokens for h in hyps_b]
+        assert [h.score for h in hyps_a] == pytest.approx([h.score for h in hyps_b], abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "why", ["lstm", "two layers", "training mode", "autocast", "vocabulary too large"]
+)
+def test_models_the_table_does_not_fit_keep_their_own_step(why, monkeypatch):
+    model = {
+        "lstm": lambda: tiny_model(cell="lstm"),
+        "two layers": lambda: tiny_model(layers=2),
+        "training mode": lambda: tiny_model().train(),
+        "autocast": tiny_model,
+        "vocabulary too large": tiny_model,
+    }[why]()
+    assert isinstance(for_search(tiny_model()), TableStepSeq2Seq)  # the control
+    if why == "vocabulary too large":
+        monkeypatch.setattr("nmt.search.folded.TABLE_MAX_ELEMENTS", 19 * 48 - 1)
+    if why == "autocast":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert for_search(model) is model
+    else:
+        assert for_search(model) is model
+
+
+def test_an_ensemble_gets_a_table_step_per_member():
+    members = [tiny_model(seed=1), tiny_model(cell="lstm", seed=2)]
+    ens = Ensemble(members)
+    view = for_search(ens)
+    assert isinstance(view.members[0], TableStepSeq2Seq) and view.members[0].model is members[0]
+    assert view.members[1] is members[1]
+    assert for_search(Ensemble([members[1]])).members[0] is members[1]
+    src, lengths = batch()
+    tokens = _tokens(src.size(0), steps=4)
+    with torch.inference_mode():
+        enc_a, enc_b = ens.encode(src, lengths), view.encode(src, lengths)
+        state_a, state_b = ens.init_state(enc_a), view.init_state(enc_b)
+        for t in range(tokens.size(1)):
+            lp_a, _, state_a = ens.step(tokens[:, t], state_a, enc_a)
+            lp_b, _, state_b = view.step(tokens[:, t], state_b, enc_b)
+            torch.testing.assert_close(lp_a, lp_b, atol=1e-5, rtol=0)
