@@ -196,14 +196,12 @@ def train_speed(
 def calibrate_max_tokens(overrides: list[str], target: int = TARGET_TOKENS_PER_UPDATE) -> int:
     """The ``train.max_tokens`` (which counts padding) giving ~``target`` real target
     tokens per update with our length-sorted batches."""
-    from nmt.data.batching import TokenBatchSampler
+    from nmt.data.batching import TokenBatchSampler, pair_lengths
     from nmt.data.prepare import prepare
-    from nmt.train.seq2seq_task import example_lengths
 
     cfg = compose(overrides)
-    split = prepare(cfg).splits["train"]
-    lengths = example_lengths(split)
-    tgt = [len(y) + 1 for y in split.tgt]
+    lengths = pair_lengths(prepare(cfg).splits["train"])
+    tgt = (lengths[:, 1] + 1).tolist()  # y + EOS
     guess = target
     for _ in range(3):
         batches = list(TokenBatchSampler(lengths, max_tokens=guess, seed=0).batches())

@@ -19,7 +19,7 @@ from nmt.data.tokenizer import Tokenizer, train_model
 from nmt.inference import load_for_inference
 from nmt.models.builder import build_model
 from nmt.search import search
-from nmt.search.translator import Translator, token_batches
+from nmt.search.translator import Translator
 from nmt.train.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -242,15 +242,6 @@ def test_average_last_checkpoints(run_dir, tmp_path, capsys, monkeypatch):
     assert "optimizer" not in avg and avg["step"] == 200
     code, text, _ = _main(["translate", str(out), "--quiet"], capsys, monkeypatch, "A dog.\n")
     assert code == 0 and text.count("\n") == 1
-
-
-def test_token_batches_respect_both_budgets():
-    lengths = [3, 9, 4, 9, 1, 5, 2, 8]
-    batches = token_batches(lengths, max_tokens=20, max_sentences=3)
-    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
-    assert all(len(b) <= 3 and len(b) * max(lengths[i] for i in b) <= 20 for b in batches)
-    assert [len(b) for b in token_batches(lengths, max_tokens=1000, max_sentences=3)] == [3, 3, 2]
-    assert len(token_batches(lengths, max_tokens=1000)) == 1  # 0 = no sentence cap
 
 
 def test_decode_config_in_translator_is_plain():

@@ -12,6 +12,7 @@ from hydra.errors import ConfigCompositionException
 import nmt.config
 from nmt.config import UNK_ID
 from nmt.data import tokenizer as tokmod
+from nmt.data.batching import pair_lengths
 from nmt.data.cleaning import normalize
 from nmt.data.prepare import prepare, prepare_text
 
@@ -59,7 +60,8 @@ def test_prepare_local_encodes_every_split(files):
     assert all(t.dtype == torch.long and t.dim() == 1 for t in val.src + val.tgt)
     assert val.src[0].tolist() == data.src_tok.encode(raw[0])
     assert data.splits["train"].src_text is None
-    assert data.splits["train"].lengths.shape == (len(data.splits["train"]), 2)
+    train = data.splits["train"]
+    assert pair_lengths(train).tolist() == [[len(s), len(t)] for s, t in zip(train.src, train.tgt)]
     # train_text: the cleaned training text of the kept pairs, one line per pair.
     assert set(data.train_text) == {"src", "tgt"}
     assert len(data.train_text["tgt"]) == len(data.splits["train"])

@@ -106,7 +106,7 @@ class _Task:
 
 
 def test_gradient_accumulation_equals_one_big_batch(tiny_parallel, tmp_path):
-    from nmt.data.batching import collate
+    from nmt.data.batching import PackedSplit, collate
     from nmt.data.prepare import prepare
     from nmt.models.builder import build_model
     from nmt.train.distributed import DistInfo
@@ -115,7 +115,7 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_parallel, tmp_path):
 
     cfg = make_cfg(tiny_parallel, "train.optimizer=sgd", "train.momentum=0.0", "train.lr=1.0")
     data = prepare(cfg)
-    batch = collate(data.splits["train"], list(range(8)))
+    batch = collate(PackedSplit.of(data.splits["train"]), list(range(8)))
     torch.manual_seed(0)
     model = build_model(cfg.model, data.src_tok.vocab_size, data.tgt_tok.vocab_size)
     results = []
@@ -275,6 +275,7 @@ import sys, torch
 from hydra import compose, initialize_config_dir
 from nmt.config import conf_dir, register_configs
 from nmt.train import trainer as T
+from nmt.train.run import train
 out, dump, overrides = sys.argv[1], sys.argv[2], sys.argv[3:]
 register_configs()
 with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
@@ -285,7 +286,7 @@ def keep_weights(self):
     return finish(self)
 T.Trainer._finish = keep_weights
 rank = int(__import__("os").environ["RANK"])
-T.train(cfg, out_dir=f"{out}/rank{rank}")
+train(cfg, out_dir=f"{out}/rank{rank}")
 """
 
 

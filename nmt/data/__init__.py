@@ -2,5 +2,5 @@
 
 Entry points: :func:`nmt.data.prepare.prepare` (parallel corpora),
 :func:`nmt.data.prepare.prepare_text` (character corpus), and
-:class:`nmt.data.batching.TokenBatchSampler` with :func:`nmt.data.batching.collate`.
+:mod:`nmt.data.batching` (training and inference batches, padding).
 """

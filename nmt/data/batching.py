@@ -1,14 +1,26 @@
-"""Length-grouped token batches (little padding), resumable mid-epoch, shardable for DDP.
+"""Batching, training and inference alike: which sentences share a batch, and their padding.
 
-Each epoch: a seeded permutation (seed, epoch) is cut into pools; inside a pool sentences
-are sorted by cost, ``max(src_len, tgt_len + 1)``, and packed greedily while
-``batch_size * max cost`` stays within ``max_tokens`` (and the sentence count within
-``max_sentences``); the batch order is then shuffled. A sentence longer than the budget
-alone becomes a batch of one.
+* :func:`pair_lengths` is the one length helper: ``(N, 2)`` source/target lengths of a split
+  (the training task, the sampler and the bench read lengths through it).
+* :class:`TokenBatchSampler` (training): each epoch a seeded permutation (seed, epoch) is cut
+  into pools; inside a pool sentences are sorted by cost, ``max(src_len, tgt_len + 1)``, and
+  packed greedily while ``batch_size * max cost`` stays within ``max_tokens`` (and the
+  sentence count within ``max_sentences``); the batch order is then shuffled. Resumable
+  mid-epoch, shardable for DDP.
+* :func:`inference_batches` (translation): sentences longest first, packed the same way
+  (no shuffling, no target side).
+* Padding: :class:`Packed` holds many sequences in one flat tensor and pads any rows of it
+  with one vectorized gather. :func:`pad` pads token id lists (decoding);
+  :func:`collate` pads source/target pairs of a :class:`PackedSplit`, which the owner of a
+  split (the training task) builds once and keeps: packing a split costs a pass over all
+  its sentences, gathering from it is what makes each batch cheap.
+
+In both samplers a sentence longer than the budget alone becomes a batch of one.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -19,19 +31,25 @@ import torch
 from nmt.config import BOS_ID, EOS_ID, PAD_ID
 
 
-def batch_costs(src: Sequence[torch.Tensor], tgt: Sequence[torch.Tensor]) -> np.ndarray:
-    """Per-pair padded size ``max(src_len, tgt_len + 1)`` (the target gets BOS or EOS)."""
-    s = np.fromiter((len(x) for x in src), dtype=np.int64, count=len(src))
-    t = np.fromiter((len(y) for y in tgt), dtype=np.int64, count=len(tgt))
-    return np.maximum(s, t + 1)
+def pair_lengths(split: Any) -> np.ndarray:
+    """``(N, 2)`` int64 source and target lengths (no BOS/EOS) of a split: anything with
+    ``src`` and ``tgt`` sequences, e.g. an ``EncodedSplit``. Give it to ``TokenBatchSampler``."""
+    n = len(split.src)
+    if len(split.tgt) != n:
+        raise ValueError(f"a split with {n} sources has {len(split.tgt)} targets")
+    out = np.empty((n, 2), dtype=np.int64)
+    out[:, 0] = np.fromiter((len(x) for x in split.src), dtype=np.int64, count=n)
+    out[:, 1] = np.fromiter((len(y) for y in split.tgt), dtype=np.int64, count=n)
+    return out
 
 
 class TokenBatchSampler:
     """Yields lists of example indices (a ``batch_sampler`` for ``torch.utils.data.DataLoader``).
 
     Args:
-        lengths: per-example cost; a 1-D sequence of ints, or ``(N, 2)`` source/target
-            lengths (cost ``max(src, tgt + 1)``).
+        lengths: ``(N, 2)`` source/target lengths (:func:`pair_lengths`; cost
+            ``max(src, tgt + 1)``, ties broken by the source length), or a 1-D sequence of
+            per-example costs.
         max_tokens: budget per batch counting padding (0 = none; then ``max_sentences`` rules).
         pool_size: sentences sorted together (0 = the whole data set: least padding; the
             composition still changes every epoch through random tie-breaks).
@@ -144,6 +162,77 @@ class TokenBatchSampler:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
 
+def inference_batches(
+    lengths: Sequence[int], max_tokens: int, max_sentences: int = 0
+) -> list[list[int]]:
+    """Group sentence indices, longest first, so ``len(batch) * longest <= max_tokens``
+    and (if ``max_sentences > 0``) ``len(batch) <= max_sentences``.
+
+    Sorting by length keeps padding (and wasted compute) small; equal lengths keep their
+    input order; an empty sentence counts as one token; a sentence longer than the budget
+    gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        n = max(1, lengths[i])
+        full = max_sentences > 0 and len(current) >= max_sentences
+        if current and (full or max(longest, n) * (len(current) + 1) > max_tokens):
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, n)
+    if current:
+        batches.append(current)
+    return batches
+
+
+@dataclass(frozen=True)
+class Packed:
+    """Sequences in one tensor: sequence ``i`` is ``flat[offsets[i] : offsets[i] + lengths[i]]``."""
+
+    flat: torch.Tensor  # (total,) long
+    offsets: torch.Tensor  # (N,)
+    lengths: torch.Tensor  # (N,)
+
+    @classmethod
+    def of(cls, seqs: Sequence[torch.Tensor] | Sequence[Sequence[int]]) -> Packed:
+        """Pack id tensors or lists of ints (all of one kind)."""
+        lengths = torch.tensor([len(x) for x in seqs], dtype=torch.long)
+        offsets = torch.cumsum(lengths, 0) - lengths
+        if len(seqs) and isinstance(seqs[0], torch.Tensor):
+            flat = torch.cat(list(seqs)).long()
+        else:
+            flat = torch.tensor(list(itertools.chain.from_iterable(seqs)), dtype=torch.long)
+        return cls(flat, offsets, lengths)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def gather(self, idx: torch.Tensor, width: int | None = None) -> torch.Tensor:
+        """``(B, width)`` rows ``idx`` padded with ``PAD_ID`` (one vectorized gather);
+        ``width`` defaults to the longest of those rows."""
+        if width is None:
+            width = int(self.lengths[idx].max()) if len(idx) else 0
+        pos = torch.arange(width)
+        mask = pos.unsqueeze(0) < self.lengths[idx].unsqueeze(1)
+        if self.flat.numel() == 0:
+            return torch.full(mask.shape, PAD_ID, dtype=torch.long)
+        where = (self.offsets[idx].unsqueeze(1) + pos).clamp_(max=self.flat.numel() - 1)
+        return torch.where(mask, self.flat[where], PAD_ID)
+
+
+def pad(
+    seqs: Sequence[Sequence[int]], device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists -> ``src (batch, longest)`` padded with PAD_ID and ``lengths (batch,)``."""
+    packed = Packed.of(seqs)
+    src = packed.gather(torch.arange(len(packed)))
+    return src.to(device), packed.lengths.to(device)
+
+
 @dataclass
 class Batch:
     """A padded batch; ``indices`` are the examples' positions in their split, row by row."""
@@ -176,57 +265,49 @@ class Batch:
         return Batch(**kw)
 
 
-@dataclass
-class Packed:
-    """All sequences of one side in one tensor: ``flat[offsets[i] : offsets[i] + lengths[i]]``."""
+@dataclass(frozen=True)
+class PackedSplit:
+    """A split's sources and targets packed once, for :func:`collate`.
 
-    flat: torch.Tensor  # (total,)
-    offsets: torch.Tensor  # (N,)
-    lengths: torch.Tensor  # (N,)
+    Whoever batches a split builds this once (``PackedSplit.of(split)``) and keeps it for
+    as long as it batches that split: packing is a pass over every sentence, a batch from
+    it one gather per side (measured on 29k pairs: 0.12 s to pack, 2.4 ms per 4k-token
+    batch; packing again for every batch made collating ~40x slower). It holds copies: a
+    split changed afterwards needs a new ``PackedSplit``.
+    """
+
+    src: Packed
+    tgt: Packed
 
     @classmethod
-    def of(cls, seqs: Sequence[torch.Tensor]) -> Packed:
-        lengths = torch.tensor([len(x) for x in seqs], dtype=torch.long)
-        offsets = torch.cumsum(lengths, 0) - lengths
-        flat = torch.cat(list(seqs)).long() if len(seqs) else torch.zeros(0, dtype=torch.long)
-        return cls(flat, offsets, lengths)
+    def of(cls, split: Any) -> PackedSplit:
+        """Pack an ``EncodedSplit`` (anything with ``src``/``tgt`` lists of id tensors)."""
+        if len(split.src) != len(split.tgt):
+            raise ValueError(f"a split with {len(split.src)} sources has {len(split.tgt)} targets")
+        return cls(Packed.of(split.src), Packed.of(split.tgt))
 
-    def gather(self, idx: torch.Tensor, width: int) -> torch.Tensor:
-        """``(B, width)`` rows ``idx`` padded with ``PAD_ID`` (one vectorized gather)."""
-        pos = torch.arange(width)
-        mask = pos.unsqueeze(0) < self.lengths[idx].unsqueeze(1)
-        if self.flat.numel() == 0:
-            return torch.full(mask.shape, PAD_ID, dtype=torch.long)
-        where = (self.offsets[idx].unsqueeze(1) + pos).clamp_(max=self.flat.numel() - 1)
-        return torch.where(mask, self.flat[where], PAD_ID)
+    def __len__(self) -> int:
+        return len(self.src)
 
 
-def packed(split: Any, side: str) -> Packed:
-    """The split's ``side`` packed once and remembered on the split (treat splits as read-only)."""
-    seqs = getattr(split, side)
-    cache = split.__dict__.setdefault("_packed", {})
-    hit = cache.get(side)
-    if hit is None or hit[0] is not seqs or hit[1] != len(seqs):
-        hit = cache[side] = (seqs, len(seqs), Packed.of(seqs))
-    return hit[2]
-
-
-def collate(split: Any, indices: Sequence[int] | torch.Tensor) -> Batch:
-    """Pad the examples ``indices`` of an ``EncodedSplit`` (anything with ``src``/``tgt`` lists).
+def collate(packed: PackedSplit, indices: Sequence[int] | torch.Tensor) -> Batch:
+    """Pad the examples ``indices`` of a packed split.
 
     Rows follow ``indices``; ``tgt_in`` = BOS + y and ``tgt_out`` = y + EOS, both ``(B, max|y| + 1)``.
     """
+    if not isinstance(packed, PackedSplit):
+        raise TypeError(
+            f"collate takes a PackedSplit (PackedSplit.of(split)), not {type(packed).__name__}"
+        )
     idx = torch.as_tensor(indices, dtype=torch.long).view(-1)
-    src, tgt = packed(split, "src"), packed(split, "tgt")
-    src_lengths, tgt_lengths = src.lengths[idx], tgt.lengths[idx]
+    src_lengths, tgt_lengths = packed.src.lengths[idx], packed.tgt.lengths[idx]
     b = len(idx)
-    src_pad = src.gather(idx, int(src_lengths.max()) if b else 0)
-    y = tgt.gather(idx, int(tgt_lengths.max()) if b else 0)
+    y = packed.tgt.gather(idx)
     tgt_in = torch.cat([torch.full((b, 1), BOS_ID, dtype=torch.long), y], dim=1)
     tgt_out = torch.cat([y, torch.full((b, 1), PAD_ID, dtype=torch.long)], dim=1)
     tgt_out[torch.arange(b), tgt_lengths] = EOS_ID
     return Batch(
-        src=src_pad,
+        src=packed.src.gather(idx),
         src_lengths=src_lengths,
         tgt_in=tgt_in,
         tgt_out=tgt_out,

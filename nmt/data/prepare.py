@@ -73,13 +73,6 @@ class EncodedSplit:
     def __len__(self) -> int:
         return len(self.src)
 
-    @property
-    def lengths(self) -> torch.Tensor:
-        """``(N, 2)`` source and target lengths (give it to ``TokenBatchSampler``)."""
-        src = torch.tensor([len(x) for x in self.src], dtype=torch.long)
-        tgt = torch.tensor([len(y) for y in self.tgt], dtype=torch.long)
-        return torch.stack([src, tgt], dim=1)
-
 
 @dataclass
 class PreparedData:

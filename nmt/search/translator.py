@@ -14,9 +14,11 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from nmt.config import DecodeConfig
+from nmt.data.batching import inference_batches, pad
 from nmt.search import search
+from nmt.search.folded import for_search
 from nmt.search.hypothesis import Hypothesis
-from nmt.search.workers import pad_batch, search_in_workers
+from nmt.search.workers import search_in_workers
 
 
 @dataclass
@@ -27,30 +29,6 @@ class Translation:
     score: float
     tokens: list[int]
     attention: Tensor | None = None
-
-
-def token_batches(lengths: list[int], max_tokens: int, max_sentences: int = 0) -> list[list[int]]:
-    """Group sentence indices, longest first, so ``len(batch) * longest <= max_tokens``
-    and (if ``max_sentences > 0``) ``len(batch) <= max_sentences``.
-
-    Sorting by length keeps padding (and wasted compute) small; a sentence longer than the
-    budget gets a batch of its own.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for i in order:
-        n = max(1, lengths[i])
-        full = max_sentences > 0 and len(current) >= max_sentences
-        if current and (full or max(longest, n) * (len(current) + 1) > max_tokens):
-            batches.append(current)
-            current, longest = [], 0
-        current.append(i)
-        longest = max(longest, n)
-    if current:
-        batches.append(current)
-    return batches
 
 
 class Translator:
@@ -114,11 +92,13 @@ class Translator:
             self.model.eval()
         batches = [
             [todo[j] for j in batch]
-            for batch in token_batches(lengths, self.batch_budget(), self.cfg.max_sentences)
+            for batch in inference_batches(lengths, self.batch_budget(), self.cfg.max_sentences)
         ]
         try:
+            # Built from the weights as they are now (validation decodes each new version).
+            model = for_search(self.model)
             for key, nbest in self._search(
-                [[encoded[i] for i in b] for b in batches], return_attention
+                model, [[encoded[i] for i in b] for b in batches], return_attention
             ):
                 for i, hyps in zip(batches[key], nbest):
                     results[i] = [
@@ -133,17 +113,17 @@ class Translator:
         return results
 
     def _search(
-        self, batches: list[list[list[int]]], return_attention: bool
+        self, model, batches: list[list[list[int]]], return_attention: bool
     ) -> Iterator[tuple[int, list[list[Hypothesis]]]]:
         """``(batch number, n-best lists)`` per batch of token ids: here, one batch after
         the other, or in ``decode.workers`` CPU processes (in the order they finish)."""
         workers = self.workers()
         if workers > 1 and len(batches) > 1:
-            yield from search_in_workers(self.model, batches, self.cfg, workers, return_attention)
+            yield from search_in_workers(model, batches, self.cfg, workers, return_attention)
             return
         for key, seqs in enumerate(batches):
-            src, src_lengths = pad_batch(seqs, self.device)
-            yield key, search(self.model, src, src_lengths, self.cfg, return_attention)
+            src, src_lengths = pad(seqs, self.device)
+            yield key, search(model, src, src_lengths, self.cfg, return_attention)
 
     def workers(self) -> int:
         """Decoding processes: ``decode.workers`` on the CPU; one on a GPU (with a warning)."""

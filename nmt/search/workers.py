@@ -17,22 +17,13 @@ import multiprocessing
 from collections.abc import Iterator
 
 import torch
-from torch import Tensor
 
-from nmt.config import PAD_ID, DecodeConfig
+from nmt.config import DecodeConfig
+from nmt.data.batching import pad
 from nmt.search import search
 from nmt.search.hypothesis import Hypothesis
 
 _WORKER: dict = {}  # in a worker process: its model and decode config
-
-
-def pad_batch(seqs: list[list[int]], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-    """Token id lists -> ``src (batch, longest)`` padded with PAD_ID and ``lengths (batch,)``."""
-    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-    src = torch.full((len(seqs), int(lengths.max())), PAD_ID, dtype=torch.long)
-    for row, s in enumerate(seqs):
-        src[row, : len(s)] = torch.tensor(s, dtype=torch.long)
-    return src.to(device), lengths.to(device)
 
 
 def threads_per_worker(workers: int, threads: int | None = None) -> int:
@@ -53,7 +44,7 @@ def _start_worker(model, cfg: DecodeConfig, threads: int) -> None:
 
 def _search_batch(task: tuple[int, list[list[int]], bool]) -> tuple[int, list[list[Hypothesis]]]:
     key, seqs, return_attention = task
-    src, lengths = pad_batch(seqs)
+    src, lengths = pad(seqs)
     with torch.inference_mode():
         return key, search(_WORKER["model"], src, lengths, _WORKER["cfg"], return_attention)
 

@@ -21,7 +21,7 @@ class Seq2SeqTask:
     """Everything the generic :class:`~nmt.train.trainer.Trainer` needs for translation."""
 
     def __init__(self, cfg: DictConfig, info: DistInfo, device: torch.device) -> None:
-        from nmt.data.batching import TokenBatchSampler
+        from nmt.data.batching import PackedSplit, TokenBatchSampler, pair_lengths
         from nmt.data.prepare import prepare
         from nmt.models.builder import build_model
 
@@ -57,8 +57,12 @@ class Seq2SeqTask:
         self.model = build_model(cfg.model, self.src_tok.vocab_size, self.tgt_tok.vocab_size)
         self.coverage = self._pretrained_embeddings()
         self.objective = Seq2SeqObjective(self.model, tc.label_smoothing)
+        # Packed once here and kept: every batch is gathered from them (nmt.data.batching).
+        self.train_packed = PackedSplit.of(self.train_split)
+        self.valid_packed = PackedSplit.of(self.valid_split)
+        self.train_lengths = pair_lengths(self.train_split)
         self.sampler = TokenBatchSampler(
-            example_lengths(self.train_split),
+            self.train_lengths,
             max_tokens=tc.max_tokens,
             max_sentences=tc.max_sentences,
             seed=tc.seed,
@@ -67,7 +71,7 @@ class Seq2SeqTask:
             shard_id=info.rank,
         )
         self._valid_loss_batches = TokenBatchSampler(
-            example_lengths(self.valid_split), max_tokens=tc.max_tokens, shuffle=False
+            pair_lengths(self.valid_split), max_tokens=tc.max_tokens, shuffle=False
         )
 
     def _pretrained_embeddings(self) -> dict | None:
@@ -117,12 +121,12 @@ class Seq2SeqTask:
         pass
 
     def n_tokens(self, indices: list[int]) -> int:
-        return sum(len(self.train_split.tgt[i]) + 1 for i in indices)  # y + EOS
+        return int(self.train_lengths[indices, 1].sum()) + len(indices)  # y + EOS
 
     def forward(self, objective, indices: list[int]):
         from nmt.data.batching import collate
 
-        batch = collate(self.train_split, indices)
+        batch = collate(self.train_packed, indices)
         if self.device.type == "cuda":  # pinned host memory lets the copy run asynchronously
             batch = batch.pin_memory().to(self.device, non_blocking=True)
         return objective(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out)
@@ -149,7 +153,7 @@ class Seq2SeqTask:
             objective = Seq2SeqObjective(model, 0.0)
             nll, tokens = 0.0, 0
             for indices in self._valid_loss_batches:
-                batch = collate(self.valid_split, list(indices)).to(self.device)
+                batch = collate(self.valid_packed, list(indices)).to(self.device)
                 _, nll_sum = objective(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out)
                 nll += float(nll_sum)
                 tokens += int(batch.n_tgt_tokens)
@@ -215,11 +219,6 @@ class Seq2SeqTask:
 
     def finish(self, out) -> list[str]:
         return []
-
-
-def example_lengths(split) -> list[tuple[int, int]]:
-    """``(src_len, tgt_len)`` per example (the sampler's cost is ``max(src, tgt + 1)``)."""
-    return [(len(s), len(t)) for s, t in zip(split.src, split.tgt)]
 
 
 def _value(scores: Any, name: str) -> float:
