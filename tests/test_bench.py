@@ -7,7 +7,8 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
-from nmt.bench import flops_per_target_token, format_table
+from nmt.bench import flops_per_target_token
+from nmt.cli.bench import format_table
 from nmt.config import ModelConfig
 from nmt.models.builder import build_model
 

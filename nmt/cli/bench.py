@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from nmt.cli import make_parser
 
@@ -43,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from nmt.bench import format_table, plan, run_bench
+    from nmt.bench import plan, run_bench
 
     bench_plan = plan(args.quick)
     if args.decode_updates is not None:
@@ -61,6 +62,57 @@ def main(argv: list[str] | None = None) -> None:
     from nmt.cli.common import run_guarded
 
     run_guarded(run, parse_args(argv))
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The bench's result as the Markdown tables docs/performance.md quotes."""
+    lines = [
+        f"nmt bench ({result['mode']}, {result['threads']} threads, torch {result['torch']}, "
+        f"matmul peak {result['matmul']['gflops']} GFLOP/s)",
+        "| train | tgt tok/update | tgt tok/s | ms/step | GFLOP/tok | % of peak | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["train"]:
+        lines.append(
+            f"| input feeding {'on' if r['input_feeding'] else 'off'} | "
+            f"{r['tgt_tokens_per_update']} | {r['tgt_tok_s']} | {r['ms_per_step']} | "
+            f"{r['flops_per_tgt_token'] / 1e9:.4f} | {100 * r['fraction_of_peak']:.1f} | "
+            f"{r['peak_rss_mib']} |"
+        )
+    splits = [r.get("time_split") for r in result["train"]]
+    if all(splits):
+        parts = list(dict.fromkeys(p for split in splits for p in split))
+        lines += [
+            "",
+            "time split of a training step (torch.profiler, forward + backward)",
+            "| train | " + " | ".join(parts) + " |",
+            "|---|" + "---:|" * len(parts),
+        ]
+        for r in result["train"]:
+            cells = " | ".join(f"{100 * r['time_split'].get(p, 0.0):.1f} %" for p in parts)
+            lines.append(f"| input feeding {'on' if r['input_feeding'] else 'off'} | {cells} |")
+    dm = result["decode_model"]
+    trained = (
+        f"trained here for {dm['trained_updates']} updates (input feeding on)"
+        if dm["trained_here"]
+        else f"loaded from {dm['checkpoint']}"
+    )
+    lines += [
+        "",
+        f"decode test_2016_flickr, model {trained}",
+        "| search | processes x threads | sentences | sent/s | out tok/s | BLEU | chrF "
+        "| peak RSS MiB (largest worker) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["decode"]:
+        rss = f"{r['peak_rss_mib']}"
+        if r["workers"] > 1:
+            rss += f" ({r['worker_peak_rss_mib']})"
+        lines.append(
+            f"| {r['method']} | {r['workers']} x {r['threads_per_worker']} | {r['sentences']} | "
+            f"{r['sent_s']} | {r['out_tok_s']} | {r['bleu']} | {r['chrf']} | {rss} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,15 @@ def save_checkpoint(
     _fsync_dir(path.parent)
 
 
+def save_step_checkpoint(out: Path, step: int, payload: dict[str, Any], keep: int) -> None:
+    """``out/step_XXXXXXXX.pt``, keeping the newest ``keep`` of them (0: none is written)."""
+    if keep <= 0:
+        return
+    save_checkpoint(out / f"step_{step:08d}.pt", payload)
+    for path in sorted(out.glob("step_*.pt"))[:-keep]:
+        path.unlink(missing_ok=True)
+
+
 def _os_error(err: BaseException | None) -> OSError | None:
     """The OSError behind ``err``: torch.save reports a failed write (disk full) as a
     RuntimeError whose context is the OSError."""

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 log = logging.getLogger("nmt.train")
 
 METRICS_NAME = "metrics.jsonl"
@@ -76,6 +78,42 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         except ValueError:
             continue
     return out
+
+
+class Interval:
+    """The training loss, NLL and target tokens since the last logged line, and the time they
+    took (validation excluded): what a progress line and a ``train`` record average."""
+
+    def __init__(self, device) -> None:
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        # Device tensors: summing on the host would sync the GPU at every micro-batch.
+        self.loss = torch.zeros((), device=self.device)
+        self.nll = torch.zeros((), device=self.device)
+        self.tokens = 0
+        self.start = time.perf_counter()
+
+    def add(self, loss_sum, nll_sum) -> None:
+        self.loss += loss_sum.detach()
+        self.nll += nll_sum.detach()
+
+    def exclude(self, seconds: float) -> None:
+        """Keep time spent elsewhere (validation, checkpoints) out of the throughput."""
+        self.start += seconds
+
+    def values(self, tokens_all_ranks: float) -> dict[str, float]:
+        """Per-token loss and NLL of this rank, perplexity, and target tokens/s of all ranks."""
+        seconds = max(time.perf_counter() - self.start, 1e-9)
+        n = max(self.tokens, 1)
+        nll = float(self.nll.item()) / n
+        return {
+            "loss": float(self.loss.item()) / n,
+            "nll": nll,
+            "ppl": safe_exp(nll),
+            "tgt_tok_s": tokens_all_ranks / seconds,
+        }
 
 
 class Progress:
@@ -181,3 +219,24 @@ def format_seconds(seconds: float) -> str:
 
 def safe_exp(x: float) -> float:
     return math.exp(x) if x < 100 else float("inf")
+
+
+def summary_lines(
+    reason: str,
+    steps: int,
+    epochs: int,
+    wall: float,
+    tok_s: float,
+    valid_seconds: float,
+    best: str,
+    files: dict[str, Any],
+) -> list[str]:
+    """The end-of-run summary: why it stopped, how far and fast it went, the best metric,
+    and the files it wrote (entries whose value is None are left out)."""
+    lines = [
+        f"done: {reason}",
+        f"  steps {steps} | epochs {epochs} | wall {format_seconds(wall)} | "
+        f"train tgt tok/s {tok_s:.0f} (validation {format_seconds(valid_seconds)})",
+        f"  best {best}",
+    ]
+    return lines + [f"  {name} {value}" for name, value in files.items() if value]

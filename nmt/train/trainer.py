@@ -31,15 +31,16 @@ from nmt.train.distributed import (
 )
 from nmt.train.metrics import (
     Every,
+    Interval,
     MetricsWriter,
     Progress,
     emit,
-    format_seconds,
     improves,
-    safe_exp,
+    summary_lines,
 )
 from nmt.train.optim import LRSchedule, build_optimizer
 from nmt.train.plots import plot_curves
+from nmt.train.stopping import budget_reason, early_stop_reason, step_reason
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -75,7 +76,8 @@ class Trainer:
         self.stop_reason = ""
         self.tokens_total = 0  # target tokens trained on by this invocation (all ranks)
         self.valid_seconds = 0.0  # time spent validating in this invocation
-        self._reset_interval()
+        self.interval = Interval(device)
+        self._reset_nan_flag()
 
     # --- setup -----------------------------------------------------------------------
     def _total_steps(self) -> int:
@@ -92,11 +94,7 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _reset_interval(self) -> None:
-        self.acc_loss = torch.zeros((), device=self.device)
-        self.acc_nll = torch.zeros((), device=self.device)
-        self.acc_tokens = 0
-        self.interval_start = time.perf_counter()
+    def _reset_nan_flag(self) -> None:
         # Step of the first non-finite loss/gradient, checked at sync points only (on GPU
         # a check per step would stall the launch queue).
         self.first_bad = torch.full((), math.inf, device=self.device)
@@ -122,8 +120,7 @@ class Trainer:
                 with self._autocast():
                     loss_sum, nll_sum = self._forward(item)
                 self.scaler.scale(loss_sum * scale).backward()
-            self.acc_loss += loss_sum.detach()
-            self.acc_nll += nll_sum.detach()
+            self.interval.add(loss_sum, nll_sum)
         self.scaler.unscale_(self.optimizer)
         max_norm = self.tc.clip_norm if self.tc.clip_norm > 0 else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
@@ -137,7 +134,7 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.schedule.step()
-        self.acc_tokens += n_tokens
+        self.interval.tokens += n_tokens
         self.tokens_total += int(total)  # all ranks
         self.step += 1
         if self.device.type == "cpu":
@@ -191,12 +188,7 @@ class Trainer:
         tc = self.tc
         accum = max(1, tc.accum_steps)
         # A resumed run may already be complete (killed while finishing): no extra step.
-        if tc.max_steps and self.step >= tc.max_steps:
-            self.stop_reason = f"reached train.max_steps={tc.max_steps}"
-        if tc.max_epochs and self.epoch >= tc.max_epochs and not self.stop_reason:
-            self.stop_reason = f"reached train.max_epochs={tc.max_epochs}"
-        if tc.patience and self.bad_validations >= tc.patience and not self.stop_reason:
-            self.stop_reason = self._early_stop_reason()
+        self.stop_reason = self._budget_reason()
         while not self.stop_reason:
             batches = self.task.epoch_batches(self.epoch)
             if resume_rng is not None:
@@ -223,8 +215,7 @@ class Trainer:
             self.batch_in_epoch = 0
             if self.last_valid_step != self.step:
                 self.validate_and_save()
-            if tc.max_epochs and self.epoch >= tc.max_epochs and not self.stop_reason:
-                self.stop_reason = f"reached train.max_epochs={tc.max_epochs}"
+            self.stop_reason = self.stop_reason or self._budget_reason()
         if self.stop_reason.startswith("signal"):
             self.check_finite()
             self.save_last()
@@ -239,19 +230,10 @@ class Trainer:
             flags = torch.tensor([used, float(signalled)], device=self._flag_device())
             all_reduce(flags, self.info, "max")
             used, signalled = float(flags[0]), bool(flags[1] > 0)
-        time_up = bool(tc.max_minutes) and used >= 1.0
         if tc.decay_by_time:  # the same fraction on every rank, so their LRs agree
             self.schedule.set_time_progress(used)
-        if self.stop_reason:
-            return
-        if tc.max_steps and self.step >= tc.max_steps:
-            self.stop_reason = f"reached train.max_steps={tc.max_steps}"
-        elif time_up:
-            self.stop_reason = f"reached train.max_minutes={tc.max_minutes:g}"
-        elif signalled:
-            self.stop_reason = (
-                f"signal {self.stopper.received or 'from another rank'}: checkpoint saved"
-            )
+        signal = (self.stopper.received or "") if signalled else None
+        self.stop_reason = self.stop_reason or step_reason(tc, self.step, used, signal)
 
     def _flag_device(self) -> torch.device:
         # gloo reduces CPU tensors, NCCL only GPU tensors.
@@ -264,12 +246,13 @@ class Trainer:
     def log_train(self) -> None:
         """The interval's averages: metrics.jsonl, TensorBoard, the progress line."""
         self.check_finite()
-        tokens = torch.tensor([float(self.acc_tokens)], device=self._flag_device())
+        tokens = torch.tensor([float(self.interval.tokens)], device=self._flag_device())
         all_reduce(tokens, self.info)
         values = {**self._interval_values(float(tokens.item())), "steps": self.tc.log_every}
         self.metrics.write("train", self.step, values)
         self.progress.update(self.step, values)
-        self._reset_interval()
+        self.interval.reset()
+        self._reset_nan_flag()
         self.heartbeat.reset()
 
     def log_progress(self) -> None:
@@ -277,20 +260,15 @@ class Trainer:
         interval keeps accumulating, so metrics.jsonl is the same on a fast or slow machine).
         No NaN check or collective here: ranks reach this line at different steps."""
         self.progress.update(
-            self.step, self._interval_values(self.acc_tokens * self.info.world_size)
+            self.step, self._interval_values(self.interval.tokens * self.info.world_size)
         )
 
     def _interval_values(self, tokens_all_ranks: float) -> dict[str, float]:
-        seconds = max(time.perf_counter() - self.interval_start, 1e-9)
-        n = max(self.acc_tokens, 1)
-        nll = float(self.acc_nll.item()) / n
+        values = self.interval.values(tokens_all_ranks)
         return {
             "epoch": self.epoch + 1,
-            "loss": float(self.acc_loss.item()) / n,
-            "nll": nll,
-            "ppl": safe_exp(nll),
+            **values,
             "lr": self.schedule.lr,
-            "tgt_tok_s": tokens_all_ranks / seconds,
             "elapsed": self.elapsed(),
         }
 
@@ -298,8 +276,7 @@ class Trainer:
     def validate_and_save(self) -> None:
         started = time.perf_counter()
         self._validate_and_save()
-        # Keep validation and checkpoint time out of the next throughput reading.
-        self.interval_start += time.perf_counter() - started
+        self.interval.exclude(time.perf_counter() - started)
 
     def _validate_and_save(self) -> None:
         self.check_finite()
@@ -331,32 +308,25 @@ class Trainer:
             if improved:
                 ckpt.save_checkpoint(self.out / ckpt.BEST, self.checkpoint(full=False))
             self.save_last()
-            self._save_step_checkpoint()
-        if self.tc.patience and self.bad_validations >= self.tc.patience and not self.stop_reason:
-            self.stop_reason = self._early_stop_reason()
+            payload = self.checkpoint(full=False)
+            ckpt.save_step_checkpoint(self.out, self.step, payload, self.tc.keep_last)
+        self.stop_reason = self.stop_reason or early_stop_reason(
+            self.tc, self.bad_validations, self.task.metric_name
+        )
 
     def _valid_progress(self, done: int, total: int, what: str) -> None:
         """Called by the task during validation; a line at most every train.log_seconds."""
         if self.heartbeat.due():
             self.progress.message(f"  validation: {done}/{total} {what}")
 
-    def _early_stop_reason(self) -> str:
-        return (
-            f"early stopping: no {self.task.metric_name} improvement in "
-            f"{self.tc.patience} validations"
+    def _budget_reason(self) -> str:
+        return budget_reason(
+            self.tc, self.step, self.epoch, self.bad_validations, self.task.metric_name
         )
 
     def save_last(self) -> None:
         if self.info.is_main:
             ckpt.save_checkpoint(self.out / ckpt.LAST, self.checkpoint(full=True))
-
-    def _save_step_checkpoint(self) -> None:
-        if self.tc.keep_last <= 0:
-            return
-        ckpt.save_checkpoint(self.out / f"step_{self.step:08d}.pt", self.checkpoint(full=False))
-        old = sorted(self.out.glob("step_*.pt"))[: -self.tc.keep_last]
-        for path in old:
-            path.unlink(missing_ok=True)
 
     # --- state: what a checkpoint holds, and resuming from it ------------------------------
     def checkpoint(self, full: bool) -> dict[str, Any]:
@@ -427,7 +397,6 @@ class Trainer:
     # --- the end -----------------------------------------------------------------------
     def _finish(self) -> float:
         self.check_finite()
-        wall = self.elapsed()
         if self.info.is_main:
             self.metrics.close()
             png = None
@@ -437,18 +406,19 @@ class Trainer:
                 emit(f"could not draw curves.png: {err}")
             # Throughput over the time spent training (validation excluded) in this process.
             train_seconds = time.perf_counter() - self.t0 - self.valid_seconds
-            tok_s = self.tokens_total / max(train_seconds, 1e-9)
-            lines = [
-                f"done: {self.stop_reason or 'finished'}",
-                f"  steps {self.step} | epochs {self.epoch + (self.batch_in_epoch > 0)} | "
-                f"wall {format_seconds(wall)} | train tgt tok/s {tok_s:.0f} "
-                f"(validation {format_seconds(self.valid_seconds)})",
-                f"  best {self.task.metric_name} {self.best}",
-                f"  checkpoints {self.out / ckpt.BEST} {self.out / ckpt.LAST}",
-            ]
-            if png:
-                lines.append(f"  curves {png}")
-            lines += self.task.finish(self.out)
-            emit("\n".join(lines))
+            lines = summary_lines(
+                self.stop_reason or "finished",
+                steps=self.step,
+                epochs=self.epoch + (self.batch_in_epoch > 0),
+                wall=self.elapsed(),
+                tok_s=self.tokens_total / max(train_seconds, 1e-9),
+                valid_seconds=self.valid_seconds,
+                best=f"{self.task.metric_name} {self.best}",
+                files={
+                    "checkpoints": f"{self.out / ckpt.BEST} {self.out / ckpt.LAST}",
+                    "curves": png,
+                },
+            )
+            emit("\n".join(lines + self.task.finish(self.out)))
         barrier(self.info)
         return float(self.best) if self.best is not None else float("nan")
