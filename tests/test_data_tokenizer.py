@@ -142,5 +142,6 @@ def test_tokenizer_cache_reuses_the_trained_model(m30k, tmp_path):
 def test_vocab_size_too_small_is_a_config_error(m30k):
     with pytest.raises(ConfigError, match="tokenizer.vocab_size"):
         train_model(m30k["en"][:500], _cfg(vocab_size=20))
+    # A plain dataclass: a DictConfig already refuses it (tokenizer.model_type is a choice).
     with pytest.raises(ConfigError, match="model_type"):
-        train_model(m30k["en"][:500], _cfg(model_type="wordpiece"))
+        train_model(m30k["en"][:500], TokenizerConfig(vocab_size=1000, model_type="wordpiece"))

@@ -314,7 +314,7 @@ def test_vectors_setting_and_init_must_agree(registry):
     emb = OmegaConf.structured(EmbeddingsConfig(src=EmbeddingSideConfig(init="pretrained")))
     with pytest.raises(ConfigError, match="init=pretrained needs embeddings.src.vectors=NAME"):
         apply_pretrained(model, emb, SRC, TGT, TEXT, str(registry["cache"]))
-    emb = OmegaConf.structured(EmbeddingsConfig(tgt=EmbeddingSideConfig(subword="avg")))
+    emb = EmbeddingsConfig(tgt=EmbeddingSideConfig(subword="avg"))  # a DictConfig refuses it
     with pytest.raises(ConfigError, match="embeddings.tgt.subword='avg' is unknown"):
         apply_pretrained(model, emb, SRC, TGT, TEXT, str(registry["cache"]))
 

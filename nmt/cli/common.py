@@ -16,7 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from nmt.config import check_known_keys, conf_dir, register_configs
-from nmt.errors import NMTError
+from nmt.errors import NMTError, first_line
 from nmt.outputs import check_output_folder, missing_folders
 
 FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
@@ -39,31 +39,45 @@ def run_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def config_error_line(err: BaseException) -> str:
-    """One line for a Hydra/OmegaConf composition error (unknown key, wrong type, bad
-    override syntax, unknown group option), naming the key."""
-    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+    """One line for a Hydra/OmegaConf composition error (unknown key, wrong type, a name
+    outside a key's choices, a missing value, bad override syntax, unknown group option),
+    naming the key. Read from the exceptions' fields (``full_key``, the Enum of the node,
+    ``override``, ``options``), not from their English text."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
 
     cause = err if isinstance(err, OmegaConfBaseException) else err.__cause__
     if isinstance(cause, OmegaConfBaseException):
-        key = getattr(cause, "full_key", None) or ""
-        first = (getattr(cause, "msg", None) or str(cause)).strip().splitlines()[0]
-        if isinstance(cause, ConfigKeyError | AttributeError) and " not in " in first:
-            return f"unknown config key '{key}': check its spelling (see nmt/config.py)"
-        return f"bad value for config key '{key}': {first}" if key else first
-    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    if not lines:
-        return type(err).__name__
-    text = lines[0]
-    if text.startswith("Error parsing override"):
-        text += ": check its syntax (key=value; quote values that hold special characters)"
-    if "Available options in" in str(err):  # an unknown group option: list the real ones
-        options = []
-        for line in lines[lines.index(next(x for x in lines if "Available options" in x)) + 1 :]:
-            if line.startswith("Config search path"):
-                break
-            options.append(line)
-        text += f"; available: {', '.join(options)}"
-    return text
+        return _omegaconf_error_line(cause)
+    if isinstance(err, OverrideParseException):
+        return (
+            f"cannot parse the override '{err.override}': check its syntax (key=value; quote "
+            "values that hold special characters)"
+        )
+    if isinstance(err, MissingConfigException) and err.options is not None:
+        group, _, option = (err.missing_cfg_file or "").rpartition("/")
+        wrong = f"{group}={option}" if group else repr(err.missing_cfg_file)
+        return f"{wrong} is unknown: use one of {', '.join(err.options)}"
+    return first_line(err, limit=400)
+
+
+def _omegaconf_error_line(err: Any) -> str:
+    from enum import Enum
+
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
+
+    key = err.full_key or ""
+    if isinstance(err, ConfigKeyError | ConfigAttributeError):
+        return f"unknown config key '{key}': check its spelling (see nmt/config.py)"
+    if isinstance(err, MissingMandatoryValue) and key:
+        return f"config key '{key}' has no value: set {key}=VALUE"
+    choices = getattr(err.child_node, "enum_type", None)
+    if key and isinstance(choices, type) and issubclass(choices, Enum):
+        names = ", ".join(m.name for m in choices)
+        return f"{key}={err.value!r} is unknown: use one of {names}"
+    lines = (err.msg or str(err)).strip().splitlines()
+    first = lines[0] if lines else type(err).__name__
+    return f"bad value for config key '{key}': {first}" if key else first
 
 
 # --- the run folder: checked before Hydra makes it, removed again when nothing was kept ---

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from nmt.cli import make_parser
+from nmt.config_choices import Device
 from nmt.errors import NMTError
 from nmt.outputs import check_output_folder, write_text
 
@@ -46,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--examples", type=int, default=0, help="print N example translations")
     p.add_argument("--out", help="folder for hypotheses and results.json (default: RUN/eval)")
     p.add_argument("--no-lc-tok", action="store_true", help="skip lowercased Moses-tok BLEU")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=Device.values())
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     return p.parse_args(argv)
 

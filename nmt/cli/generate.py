@@ -13,6 +13,7 @@ import sys
 import torch
 
 from nmt.cli import make_parser
+from nmt.config_choices import Device
 from nmt.errors import NMTError
 
 
@@ -39,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sample among the k most probable characters (0 = all; default: decode.top_k)",
     )
     p.add_argument("--seed", type=int, help="default: the run's decode.seed")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=Device.values())
     return p.parse_args(argv)
 
 

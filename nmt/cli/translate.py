@@ -23,7 +23,9 @@ from pathlib import Path
 import torch
 
 from nmt.cli import make_parser
-from nmt.config import DecodeConfig, check_decode_config
+from nmt.config import DecodeConfig
+from nmt.config_checks import check_decode_config
+from nmt.config_choices import Device
 from nmt.devices import resolve_device
 from nmt.errors import ConfigError
 from nmt.inference import has_attention, load_translation_model
@@ -60,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="decoding batch budget: source tokens x beam (padding included)",
     )
     p.add_argument("--batch-size", type=int, help="at most this many sentences per decoding batch")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=Device.values())
     p.add_argument(
         "--workers",
         type=int,

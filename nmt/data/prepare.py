@@ -27,6 +27,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import UNK_ID
+from nmt.config_choices import plain
 from nmt.data import datasets
 from nmt.data.charvocab import CharVocab
 from nmt.data.cleaning import clean_pairs, clean_text, length_filter, normalize
@@ -195,7 +196,8 @@ def _build(cfg: Any, located: datasets.Located, cache_dir: Path) -> PreparedData
         "src_lang": d.src_lang,
         "tgt_lang": d.tgt_lang,
         "valid_split": d.valid_split,
-        "tokenizer": {k: getattr(cfg.tokenizer, k) for k in TOKENIZER_KEYS},
+        # Plain values (choices as strings: an Enum would not load with weights_only=True).
+        "tokenizer": {k: plain(getattr(cfg.tokenizer, k)) for k in TOKENIZER_KEYS},
         "bad_utf8_lines": raw.read_stats.get("bad_utf8_lines", 0),
         "splits": {},
     }

@@ -7,25 +7,18 @@ network, initialises it and logs its parameter count.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from torch import nn
 
 from nmt.config import PAD_ID
+from nmt.config_checks import check_model
 from nmt.errors import ConfigError
-from nmt.models.attention import ATTENTIONS
 from nmt.models.char_lm import CharLM
 from nmt.models.embeddings import Embeddings
-from nmt.models.rnn import CELLS
 from nmt.models.seq2seq import Seq2Seq
 
 log = logging.getLogger(__name__)
-
-ARCHS = ("seq2seq", "char_lm")
-BRIDGES = ("none", "linear")
-ATTENTIONAL_VECTORS = ("tanh", "linear")
-INITS = ("uniform", "xavier")
 
 
 def build_model(model_cfg: Any, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq | CharLM:
@@ -38,75 +31,46 @@ def build_model(model_cfg: Any, src_vocab_size: int, tgt_vocab_size: int) -> Seq
     """
     check_model_config(model_cfg, src_vocab_size, tgt_vocab_size)
     c = model_cfg
+    cell = str(c.cell)  # the choices as plain strings: the modules keep no config Enums
     if c.arch == "char_lm":
         model: nn.Module = CharLM(
-            tgt_vocab_size, c.cell, c.layers, c.emb_dim, c.hidden_dim, c.dropout, c.tie_embeddings
+            tgt_vocab_size, cell, c.layers, c.emb_dim, c.hidden_dim, c.dropout, c.tie_embeddings
         )
     else:
         model = Seq2Seq(
             src_vocab_size,
             tgt_vocab_size,
-            cell=c.cell,
-            attention=c.attention,
+            cell=cell,
+            attention=str(c.attention),
             input_feeding=c.input_feeding,
-            attentional_vector=c.attentional_vector,
+            attentional_vector=str(c.attentional_vector),
             layers=c.layers,
             bidirectional=c.bidirectional,
             emb_dim=c.emb_dim,
             hidden_dim=c.hidden_dim,
             dropout=c.dropout,
-            bridge=c.bridge,
+            bridge=str(c.bridge),
             tie_embeddings=c.tie_embeddings,
             share_embeddings=c.share_embeddings,
         )
-    init_weights(model, c.init, c.init_scale)
+    init_weights(model, str(c.init), c.init_scale)
     n = count_parameters(model)
     log.debug("model: %s %s, %s parameters (%.1f M)", c.arch, c.cell, f"{n:,}", n / 1e6)
     return model
 
 
 def check_model_config(c: Any, src_vocab_size: int, tgt_vocab_size: int) -> None:
-    """Raise ConfigError for unknown values and combinations that cannot be built."""
-
-    def one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
-        if value not in allowed:
-            raise ConfigError(f"model.{key}={value!r} is unknown: use one of {', '.join(allowed)}")
-
-    one_of("arch", c.arch, ARCHS)
-    one_of("cell", c.cell, CELLS)
-    one_of("attention", c.attention, ATTENTIONS)
-    one_of("bridge", c.bridge, BRIDGES)
-    one_of("attentional_vector", c.attentional_vector, ATTENTIONAL_VECTORS)
-    one_of("init", c.init, INITS)
-    for key in ("layers", "emb_dim", "hidden_dim"):
-        if getattr(c, key) < 1:
-            raise ConfigError(f"model.{key}={getattr(c, key)} must be at least 1")
-    if not 0.0 <= c.dropout < 1.0:
-        raise ConfigError(f"model.dropout={c.dropout} must be in [0, 1)")
-    if c.init == "uniform" and not (c.init_scale > 0 and math.isfinite(c.init_scale)):
-        raise ConfigError(f"model.init_scale={c.init_scale} must be a positive number")
-    if c.input_feeding and c.attention == "none":
-        raise ConfigError(
-            "model.input_feeding=true feeds the previous attentional vector, which needs "
-            "attention: set model.attention or model.input_feeding=false"
-        )
+    """Raise ConfigError for unknown values and combinations that cannot be built: the
+    checks of ``model.*`` alone (:func:`nmt.config_checks.check_model`), then those that
+    need the vocabulary sizes."""
+    check_model(c)
     if c.arch == "char_lm":
-        if c.attention != "none":
-            raise ConfigError(
-                "model.arch=char_lm has no source to attend to: set model.attention=none "
-                "(or use model=char_lm)"
-            )
         if tgt_vocab_size < 1:
             raise ConfigError(f"the character vocabulary is empty ({tgt_vocab_size} symbols)")
         return
     for side, size in (("source", src_vocab_size), ("target", tgt_vocab_size)):
         if size <= PAD_ID + 4:
             raise ConfigError(f"the {side} vocabulary has only {size} entries: check the tokenizer")
-    if c.bidirectional and c.hidden_dim % 2:
-        raise ConfigError(
-            f"model.bidirectional=true splits model.hidden_dim={c.hidden_dim} between two "
-            "directions: use an even model.hidden_dim"
-        )
     if c.share_embeddings and src_vocab_size != tgt_vocab_size:
         raise ConfigError(
             f"model.share_embeddings=true needs one joint vocabulary, but the source has "

@@ -28,13 +28,12 @@ import torch
 from torch import Tensor, nn
 
 from nmt.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from nmt.config_checks import check_embeddings, effective_init
 from nmt.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 SPECIAL_IDS = (PAD_ID, UNK_ID, BOS_ID, EOS_ID)
-INITS = ("random", "pretrained", "file", "word2vec", "fasttext")
-SUBWORD_MODES = ("none", "mean")
 
 
 class Embeddings(nn.Module):
@@ -124,7 +123,7 @@ def apply_pretrained(
     layers: dict[str, Embeddings] = model.embedding_layers()
     sides = {"src": (emb_cfg.src, src_tok), "tgt": (emb_cfg.tgt, tgt_tok)}
     shared = "src" in layers and "tgt" in layers and layers["src"] is layers["tgt"]
-    check_embeddings_config(emb_cfg, set(layers), shared)
+    check_embeddings(emb_cfg, set(layers), shared)
     report: dict[str, dict[str, Any]] = {}
     for side, layer in layers.items():
         cfg, tok = sides[side]
@@ -134,7 +133,7 @@ def apply_pretrained(
         lines = list(train_text.get(side, [])) + list(train_text.get(f"{side}_mono", []))
         if shared:
             lines += list(train_text.get("tgt", [])) + list(train_text.get("tgt_mono", []))
-        init = _effective_init(cfg)
+        init = effective_init(cfg)
         info: dict[str, Any] = {"init": init}
         if init != "random":
             tied = side in model.tied_sides()
@@ -207,58 +206,7 @@ def apply_pretrained(
 
 def wants_vectors(emb_cfg: Any) -> bool:
     """Whether ``emb_cfg`` changes anything of a randomly initialised model."""
-    return any(_effective_init(s) != "random" or s.freeze for s in (emb_cfg.src, emb_cfg.tgt))
-
-
-def check_embeddings_config(emb_cfg: Any, sides: set[str], shared: bool) -> None:
-    """Refuse an embeddings config that cannot work with a model whose embedding tables are
-    ``sides`` (``shared``: one table for both), before any data is read.
-
-    Raises:
-        ConfigError: naming the key and what to use.
-    """
-    for side in ("src", "tgt"):
-        cfg = getattr(emb_cfg, side)
-        _check_side(cfg, side)
-        if cfg.init not in INITS:
-            raise ConfigError(
-                f"embeddings.{side}.init={cfg.init!r} is unknown: use one of {', '.join(INITS)}"
-            )
-        if (_effective_init(cfg) != "random" or cfg.freeze) and side not in sides:
-            raise ConfigError(
-                f"embeddings.{side} asks for '{_effective_init(cfg)}' but this model has no "
-                f"{side} embedding: use embeddings=random"
-            )
-    if shared and _side_key(emb_cfg.src) != _side_key(emb_cfg.tgt):
-        raise ConfigError(
-            "model.share_embeddings=true uses one table for both sides, so embeddings.src and "
-            "embeddings.tgt must be set the same way"
-        )
-
-
-def _effective_init(cfg: Any) -> str:
-    """A registry ``vectors`` name on a side left at ``init=random`` means ``pretrained``."""
-    return "pretrained" if cfg.vectors and cfg.init == "random" else cfg.init
-
-
-def _check_side(cfg: Any, side: str) -> None:
-    if cfg.vectors and cfg.init not in ("random", "pretrained"):
-        raise ConfigError(
-            f"embeddings.{side}.vectors={cfg.vectors} and embeddings.{side}.init={cfg.init} "
-            f"disagree: drop one (vectors=NAME means init=pretrained)"
-        )
-    if cfg.init == "pretrained" and not cfg.vectors:
-        from nmt.data.vector_sets import VECTOR_SETS
-
-        raise ConfigError(
-            f"embeddings.{side}.init=pretrained needs embeddings.{side}.vectors=NAME "
-            f"({' or '.join(VECTOR_SETS)})"
-        )
-    if cfg.subword not in SUBWORD_MODES:
-        raise ConfigError(
-            f"embeddings.{side}.subword={cfg.subword!r} is unknown: use one of "
-            f"{', '.join(SUBWORD_MODES)}"
-        )
+    return any(effective_init(s) != "random" or s.freeze for s in (emb_cfg.src, emb_cfg.tgt))
 
 
 def _registry_vectors(
@@ -284,10 +232,6 @@ def _warn_language(name: str, side: str, langs: dict[str, str] | None) -> None:
             "embeddings.%s.vectors=%s holds %s words but the %s side is %s: few pieces will match",
             side, name, VECTOR_SETS[name].lang, side, lang,
         )  # fmt: skip
-
-
-def _side_key(cfg: Any) -> tuple:
-    return (_effective_init(cfg), cfg.vectors, cfg.path, cfg.format, cfg.freeze, cfg.subword)
 
 
 def map_vectors(

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from nmt.config import check_values
+from nmt.config import validate
 from nmt.devices import resolve_device
-from nmt.errors import ConfigError, NMTError
+from nmt.errors import NMTError
 from nmt.train import checkpoint as ckpt
 from nmt.train.distributed import barrier, cleanup, init_distributed
 from nmt.train.metrics import emit
@@ -27,22 +27,7 @@ from nmt.train.runfolder import (
     resolve_out_dir,
     run_log,
 )
-from nmt.train.trainer import AMP_DTYPES, Trainer
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Every check that needs no data, so a bad value fails before anything is prepared."""
-    from nmt.models.builder import check_model_config
-    from nmt.models.embeddings import check_embeddings_config
-
-    check_values(cfg)
-    # The vocabulary sizes are not known yet: large placeholders pass the size checks,
-    # which run again (with the real sizes) when the model is built.
-    check_model_config(cfg.model, 1 << 20, 1 << 20)
-    # The embeddings config too: a bad one used to fail only after the data was prepared.
-    char_lm = cfg.model.arch == "char_lm"
-    sides = set() if char_lm else {"src", "tgt"}
-    check_embeddings_config(cfg.embeddings, sides, not char_lm and cfg.model.share_embeddings)
+from nmt.train.trainer import Trainer
 
 
 def train(cfg: DictConfig, out_dir: str | Path | None = None) -> float:
@@ -52,12 +37,8 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> float:
     chrF or loss) for translation and the validation loss (nats/char) for the char LM.
     """
     out = resolve_out_dir(out_dir)
-    check_config(cfg)
+    validate(cfg)  # every check that needs no data, so a bad value fails before anything else
     device = resolve_device(cfg.train.device, "train.device")
-    if cfg.train.precision not in AMP_DTYPES:
-        raise ConfigError(
-            f"train.precision={cfg.train.precision!r} is unknown: use fp32, bf16 or fp16"
-        )
     info = init_distributed(device.type)
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank if info.enabled else 0)
