@@ -20,13 +20,33 @@ Each phase runs in its own child process, so its peak RSS is its own:
 from __future__ import annotations
 
 import multiprocessing as mp
+import platform
 import resource
 import statistics
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+
+from nmt.config import DecodeConfig, conf_dir, register_configs
+from nmt.data.batching import TokenBatchSampler, pair_lengths
+from nmt.data.prepare import prepare
+from nmt.inference import load_for_inference
+from nmt.profiling import step_time_split
+from nmt.scoring import score
+from nmt.search.translator import Translator
+from nmt.search.workers import threads_per_worker
+from nmt.train.distributed import DistInfo
+from nmt.train.run import train
+from nmt.train.runfolder import StopSignal
+from nmt.train.seq2seq_task import Seq2SeqTask
+from nmt.train.trainer import Trainer
 
 REFERENCE = [
     "data=multi30k_en_fr",
@@ -70,11 +90,6 @@ def plan(quick: bool) -> BenchPlan:
 
 
 def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from nmt.config import conf_dir, register_configs
-
     register_configs()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return hydra_compose("config", overrides=overrides)
@@ -87,8 +102,6 @@ def peak_rss_mib() -> float:
 # --- 1. matmul peak --------------------------------------------------------------------
 def matmul_peak(threads: int, size: int = 2048, reps: int = 7) -> dict[str, Any]:
     """Median GFLOP/s of a ``size x size`` fp32 matmul (the roofline reference)."""
-    import torch
-
     torch.set_num_threads(threads)
     a, b = torch.randn(size, size), torch.randn(size, size)
     for _ in range(2):
@@ -139,16 +152,6 @@ def train_speed(
 ) -> dict[str, Any]:
     """Time ``Trainer.train_step`` on the real batches of the first epoch, then profile a
     few more steps for the time split."""
-    import tempfile
-
-    import torch
-
-    from nmt.profiling import step_time_split
-    from nmt.train.distributed import DistInfo
-    from nmt.train.runfolder import StopSignal
-    from nmt.train.seq2seq_task import Seq2SeqTask
-    from nmt.train.trainer import Trainer
-
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     cfg = compose(overrides)
@@ -196,9 +199,6 @@ def train_speed(
 def calibrate_max_tokens(overrides: list[str], target: int = TARGET_TOKENS_PER_UPDATE) -> int:
     """The ``train.max_tokens`` (which counts padding) giving ~``target`` real target
     tokens per update with our length-sorted batches."""
-    from nmt.data.batching import TokenBatchSampler, pair_lengths
-    from nmt.data.prepare import prepare
-
     cfg = compose(overrides)
     lengths = pair_lengths(prepare(cfg).splits["train"])
     tgt = (lengths[:, 1] + 1).tolist()  # y + EOS
@@ -213,8 +213,6 @@ def calibrate_max_tokens(overrides: list[str], target: int = TARGET_TOKENS_PER_U
 # --- 3. decoding speed -----------------------------------------------------------------
 def train_decode_model(overrides: list[str], out: Path, updates: int, threads: int) -> dict:
     """Train the decode model for exactly ``updates`` updates (no time limit)."""
-    from nmt.train.run import train
-
     start = time.perf_counter()
     best = train(
         compose(
@@ -240,15 +238,6 @@ def decode_speed(
 ) -> dict[str, Any]:
     """Decode the first ``limit`` test sentences with ``threads`` torch threads, split
     between ``workers`` processes (``decode.workers``)."""
-    import torch
-
-    from nmt.config import DecodeConfig
-    from nmt.data.prepare import prepare
-    from nmt.inference import load_for_inference
-    from nmt.scoring import score
-    from nmt.search.translator import Translator
-    from nmt.search.workers import threads_per_worker
-
     torch.set_num_threads(threads)
     model, src_tok, tgt_tok, cfg = load_for_inference(checkpoint)
     split = prepare(cfg).splits["test_2016_flickr"]
@@ -315,10 +304,6 @@ def run_bench(
 ) -> dict[str, Any]:
     """All phases; returns the JSON-ready result. ``isolate=False`` runs them in this
     process (quicker to start; the peak RSS figures are then this process's)."""
-    import platform
-
-    import torch
-
     started = time.time()
     call = in_child if isolate else _in_process
     bp = bench_plan
@@ -369,7 +354,6 @@ def run_bench(
     result["decode"] = []
     # One process with all threads, then (with 2+ threads) one single-threaded worker per
     # thread, the layout small decoder steps use best (nmt.search.workers).
-    from nmt.search.workers import threads_per_worker
 
     for workers in (1, threads) if threads > 1 else (1,):
         for method in ("greedy", "beam5"):

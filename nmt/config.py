@@ -9,7 +9,10 @@ key (and the choices). Values of the right type that cannot work, alone or toget
 refused by :func:`validate` (:mod:`nmt.config_checks`) before any data is read.
 
 Group options (``data=multi30k_en_fr``, ``model=lstm`` ...) are YAML files under
-``conf/<group>/`` that list only what differs from these defaults.
+``conf/<group>/`` that list only what differs from these defaults. Keys that apply to one
+task or one corpus only are grouped under it: ``data.local.*`` (data=local's files),
+``data.held_out.*`` (the split cut out of tatoeba_en_fr), ``train.char_lm.*`` (the char LM's
+batching); :data:`MOVED_KEYS` maps their old flat names to the new ones.
 Required values are ``???`` (``MISSING``).
 """
 
@@ -45,9 +48,39 @@ from nmt.config_choices import (
     VectorFormat,
     WeightInit,
 )
+from nmt.errors import ConfigError
 
 # Fixed special ids, shared by the tokenizer, the model and search.
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+@dataclass
+class LocalDataConfig:
+    """``data=local`` only: your own files, by path, per split: a source file and a target
+    file (``*_src``, ``*_tgt``, line-aligned) or one TSV (``*_tsv``). Train and valid are
+    required, test is optional. Grouped under ``data.local`` so that no other corpus shows
+    (or can be confused by) paths it never reads."""
+
+    train_src: str | None = None
+    train_tgt: str | None = None
+    train_tsv: str | None = None
+    valid_src: str | None = None
+    valid_tgt: str | None = None
+    valid_tsv: str | None = None
+    test_src: str | None = None
+    test_tgt: str | None = None
+    test_tsv: str | None = None
+
+
+@dataclass
+class HeldOutConfig:
+    """How validation and test splits are cut out of a corpus published as one file
+    (``data=tatoeba_en_fr``; corpora with published splits and local files ignore it).
+    "held_out": these are the pairs held out of training, grouped by source sentence."""
+
+    seed: int = 1234  # the seed of the grouped split
+    valid_size: int = 2000  # pairs in the validation split (at most)
+    test_size: int = 5000  # pairs in the test split (at most)
 
 
 @dataclass
@@ -73,20 +106,9 @@ class DataConfig:
     test_splits: list[str] = field(default_factory=list)
     # Extra monolingual source-language text (used to pretrain word2vec/fastText vectors).
     use_mono: bool = False
-    # data=local: two parallel files (or one TSV) per split, by path.
-    train_src: str | None = None
-    train_tgt: str | None = None
-    train_tsv: str | None = None
-    valid_src: str | None = None
-    valid_tgt: str | None = None
-    valid_tsv: str | None = None
-    test_src: str | None = None
-    test_tgt: str | None = None
-    test_tsv: str | None = None
-    # tatoeba_en_fr: sizes of the grouped held-out splits and the seed of the split.
-    split_seed: int = 1234
-    valid_size: int = 2000
-    test_size: int = 5000
+    # Keys that apply to one kind of corpus only, each in its own group.
+    local: LocalDataConfig = field(default_factory=LocalDataConfig)  # data=local's files
+    held_out: HeldOutConfig = field(default_factory=HeldOutConfig)  # tatoeba_en_fr's split
 
 
 @dataclass
@@ -168,6 +190,16 @@ class EmbeddingsConfig:
 
 
 @dataclass
+class CharLMTrainConfig:
+    """``model.arch=char_lm`` only (``train=char_lm``): truncated back-propagation through
+    time. Translation batches by ``train.max_tokens``/``max_sentences`` instead, so these
+    sit in their own group, ``train.char_lm``, rather than beside them."""
+
+    bptt_len: int = 128  # characters per chunk (gradients stop at chunk borders)
+    batch_size: int = 64  # parallel streams the text is cut into (per process)
+
+
+@dataclass
 class TrainConfig:
     device: Device = Device.auto  # auto | cpu | cuda
     # fp32 | bf16 | fp16 (autocast; fp16 uses a gradient scaler)
@@ -212,9 +244,7 @@ class TrainConfig:
     # slow run is never silent; console/log only (metrics.jsonl stays step-based).
     log_seconds: float = 30.0
     compile: bool = False
-    # Character language model: truncated back-propagation through time.
-    bptt_len: int = 128
-    batch_size: int = 64
+    char_lm: CharLMTrainConfig = field(default_factory=CharLMTrainConfig)
 
 
 @dataclass
@@ -271,23 +301,44 @@ def conf_dir() -> Path:
     return path
 
 
+# Keys that moved into a group of the keys of one task or one corpus: old name -> new name.
+# Checkpoints and run records written before are read through upgrade_plain; the old name
+# on a command line is an unknown key whose message names the new one.
+MOVED_KEYS = {
+    **{
+        f"data.{split}_{kind}": f"data.local.{split}_{kind}"
+        for split in ("train", "valid", "test")
+        for kind in ("src", "tgt", "tsv")
+    },
+    "data.split_seed": "data.held_out.seed",
+    "data.valid_size": "data.held_out.valid_size",
+    "data.test_size": "data.held_out.test_size",
+    "train.bptt_len": "train.char_lm.bptt_len",
+    "train.batch_size": "train.char_lm.batch_size",
+}
+
+
+def unknown_key_message(path: str) -> str:
+    """The one line for an unknown key (``path`` dotted), naming the new key of a moved one."""
+    moved = MOVED_KEYS.get(path)
+    if moved:
+        return f"unknown config key '{path}': did you mean {moved}? (it moved; see nmt/config.py)"
+    return f"unknown config key '{path}': check its spelling (see nmt/config.py)"
+
+
 def check_known_keys(cfg: DictConfig) -> None:
     """Refuse keys the schema does not know (also those added with ``+key=...``).
 
     Raises:
         ConfigError: naming the first unknown key.
     """
-    from nmt.errors import ConfigError
-
     schema = OmegaConf.to_container(OmegaConf.structured(Config))
 
     def walk(node: Any, ref: dict, prefix: str) -> None:
         for key in node:
             path = f"{prefix}{key}"
             if key not in ref:
-                raise ConfigError(
-                    f"unknown config key '{path}': check its spelling (see nmt/config.py)"
-                )
+                raise ConfigError(unknown_key_message(path))
             if isinstance(ref[key], dict) and OmegaConf.is_dict(node._get_node(key)):
                 walk(node[key], ref[key], path + ".")
 
@@ -304,10 +355,31 @@ def to_plain(cfg: DictConfig | Config) -> dict[str, Any]:
 
 def from_plain(data: dict[str, Any]) -> DictConfig:
     """Rebuild a typed config from :func:`to_plain` output (unknown keys and values outside
-    a key's choices still fail; the choices' strings become their Enum members)."""
+    a key's choices still fail; the choices' strings become their Enum members; keys of
+    :data:`MOVED_KEYS` written under their old names are read at their new places)."""
+    data = upgrade_plain(data)
     train = data.get("train")
     if isinstance(train, dict) and isinstance(train.get("optimizer"), str):
         # Matched without regard to case before it was a choice: "Adam" in old checkpoints.
         data = {**data, "train": {**train, "optimizer": train["optimizer"].lower()}}
     base = OmegaConf.structured(Config)
     return OmegaConf.merge(base, data)  # type: ignore[return-value]
+
+
+def upgrade_plain(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a plain config, e.g. an old checkpoint's) with each key of
+    :data:`MOVED_KEYS` moved to its new place; ``data`` itself is not changed."""
+    out = dict(data)
+    for old, new in MOVED_KEYS.items():
+        section, key = old.split(".")
+        if not isinstance(out.get(section), dict) or key not in out[section]:
+            continue
+        out[section] = dict(out[section])
+        value = out[section].pop(key)
+        *parents, leaf = new.split(".")
+        node = out
+        for part in parents:  # copied on the way down: nothing of ``data`` is changed
+            node[part] = dict(node[part]) if isinstance(node.get(part), dict) else {}
+            node = node[part]
+        node.setdefault(leaf, value)  # a value already at the new place wins
+    return out

@@ -27,6 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.config_choices import Choice
+from nmt.data.vector_sets import VECTOR_SETS
 from nmt.errors import ConfigError
 
 
@@ -77,8 +78,11 @@ def check_train(t: Any) -> None:
         if getattr(t, key) < low:
             raise ConfigError(f"train.{key}={getattr(t, key)} must be at least {low}")
 
-    for key in ("log_every", "accum_steps", "valid_beam_size", "bptt_len", "batch_size"):
+    for key in ("log_every", "accum_steps", "valid_beam_size"):
         at_least(key, 1)
+    for key in ("bptt_len", "batch_size"):
+        if getattr(t.char_lm, key) < 1:
+            raise ConfigError(f"train.char_lm.{key}={getattr(t.char_lm, key)} must be at least 1")
     for key in (
         "max_steps", "max_epochs", "max_minutes", "max_tokens", "max_sentences", "lr",
         "weight_decay", "momentum", "clip_norm", "warmup_steps", "plateau_patience", "min_lr",
@@ -126,20 +130,22 @@ LOCAL_SPLITS = ("train", "valid", "test")
 
 def check_data_config(data: Any) -> None:
     """Refuse ``data=local`` settings that name one split's files twice (a TSV and a
-    source/target pair), before any file is looked at (``data`` may also be a dict)."""
+    source/target pair in ``data.local``), before any file is looked at (``data`` and its
+    ``local`` may also be dicts)."""
 
-    def get(key: str) -> Any:
-        return data.get(key) if isinstance(data, dict) else getattr(data, key, None)
+    def get(node: Any, key: str) -> Any:
+        return node.get(key) if isinstance(node, dict) else getattr(node, key, None)
 
-    if get("name") != "local":
+    if get(data, "name") != "local":
         return
+    local, at = get(data, "local"), "data.local."
     for split in LOCAL_SPLITS:
-        pair = [f"data.{split}_{side}" for side in ("src", "tgt") if get(f"{split}_{side}")]
-        if get(f"{split}_tsv") and pair:
+        pair = [f"{at}{split}_{side}" for side in ("src", "tgt") if get(local, f"{split}_{side}")]
+        if get(local, f"{split}_tsv") and pair:
             raise ConfigError(
-                f"data.{split}_tsv and {' and '.join(pair)} are both set: give the {split} "
-                f"pairs one way, either data.{split}_tsv or data.{split}_src and "
-                f"data.{split}_tgt (set the other to null)"
+                f"{at}{split}_tsv and {' and '.join(pair)} are both set: give the {split} "
+                f"pairs one way, either {at}{split}_tsv or {at}{split}_src and "
+                f"{at}{split}_tgt (set the other to null)"
             )
 
 
@@ -185,8 +191,6 @@ def check_embeddings(emb_cfg: Any, sides: set[str], shared: bool) -> None:
                 f"disagree: drop one (vectors=NAME means init=pretrained)"
             )
         if cfg.init == "pretrained" and not cfg.vectors:
-            from nmt.data.vector_sets import VECTOR_SETS
-
             raise ConfigError(
                 f"embeddings.{side}.init=pretrained needs embeddings.{side}.vectors=NAME "
                 f"({' or '.join(VECTOR_SETS)})"

@@ -19,7 +19,9 @@ from nmt.data.charvocab import CharVocab
 from nmt.data.tokenizer import FORMAT_VERSION as TOKENIZER_VERSION
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError, first_line
+from nmt.models.attention import Attention
 from nmt.models.builder import build_model
+from nmt.search.ensemble import Ensemble
 from nmt.train.checkpoint import BEST, LAST, load_checkpoint
 
 
@@ -102,8 +104,6 @@ def load_translation_model(checkpoint: str | Path, ensemble: list[str], device: 
         ``(model, src_vocab, tgt_vocab, decode, cfg)``: ``decode`` is the first checkpoint's
         decode settings as a :class:`~nmt.config.DecodeConfig`.
     """
-    from nmt.search.ensemble import Ensemble
-
     model, src, tgt, cfg = load_for_inference(checkpoint, device)
     if cfg.model.arch != "seq2seq":
         raise NMTError(f"{checkpoint} is a {cfg.model.arch} checkpoint, not a translation model")
@@ -130,8 +130,6 @@ def decode_settings(cfg: DictConfig) -> DecodeConfig:
 
 def has_attention(model: torch.nn.Module) -> bool:
     """True when the model (or a member of an ensemble) has an attention layer to plot."""
-    from nmt.models.attention import Attention
-
     return any(isinstance(m, Attention) for m in model.modules())
 
 

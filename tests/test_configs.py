@@ -330,9 +330,9 @@ CROSS_FIELD = [
         "embeddings.src.init=random",
     ),
     (
-        ["data.train_tsv=t.tsv", "data.train_src=t.en"],
-        "data.train_tsv and data.train_src are both set",
-        "data.train_src=null",
+        ["data.local.train_tsv=t.tsv", "data.local.train_src=t.en"],
+        "data.local.train_tsv and data.local.train_src are both set",
+        "data.local.train_src=null",
     ),
 ]
 

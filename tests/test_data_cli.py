@@ -28,10 +28,10 @@ def test_prepare_local_prints_the_summary(tiny_parallel, tmp_path):
     f = tiny_parallel
     args = [
         "data=local",
-        f"data.train_src={f['train_src']}",
-        f"data.train_tgt={f['train_tgt']}",
-        f"data.valid_src={f['valid_src']}",
-        f"data.valid_tgt={f['valid_tgt']}",
+        f"data.local.train_src={f['train_src']}",
+        f"data.local.train_tgt={f['train_tgt']}",
+        f"data.local.valid_src={f['valid_src']}",
+        f"data.local.valid_tgt={f['valid_tgt']}",
         "tokenizer.vocab_size=400",
     ]
     out = _run(args, tmp_path)

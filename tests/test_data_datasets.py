@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from nmt.config import DataConfig
+from nmt.config import DataConfig, LocalDataConfig
 from nmt.data import datasets
 from nmt.data.cleaning import clean_text
 from nmt.errors import ConfigError, DataError
@@ -56,7 +56,7 @@ def test_tatoeba_split_is_grouped_sized_and_deterministic(shared_data, tmp_path)
     # Grouping matters here: many English sentences have several French translations.
     assert len(english["train"]) < sizes["train"]
     en, fr = datasets.read_tatoeba(shared_data / "tatoeba" / "fra-eng.zip")
-    parts = datasets.split_grouped(en, 2000, 5000, cfg.split_seed)
+    parts = datasets.split_grouped(en, 2000, 5000, cfg.held_out.seed)
     # Deterministic: a second split with the same seed is the one load_raw made.
     assert raw.splits["test"][0] == [en[i] for i in parts["test"]]
     assert raw.splits["val"][1] == [fr[i] for i in parts["val"]]
@@ -89,9 +89,11 @@ def test_local_files_and_tsv(tmp_path, tiny_parallel):
         DataConfig(
             name="local",
             cache_dir=str(tmp_path),
-            train_src=str(f["train_src"]),
-            train_tgt=str(f["train_tgt"]),
-            valid_tsv=str(tmp_path / "val.tsv"),
+            local=LocalDataConfig(
+                train_src=str(f["train_src"]),
+                train_tgt=str(f["train_tgt"]),
+                valid_tsv=str(tmp_path / "val.tsv"),
+            ),
         )
     )
     raw = datasets.load_raw(cfg)
@@ -105,12 +107,11 @@ def test_local_files_and_tsv(tmp_path, tiny_parallel):
 
 
 def test_local_config_mistakes(tmp_path):
-    with pytest.raises(ConfigError, match="data.train_src and data.train_tgt"):
+    with pytest.raises(ConfigError, match="data.local.train_src and data.local.train_tgt"):
         datasets.locate(OmegaConf.structured(DataConfig(name="local", cache_dir=str(tmp_path))))
-    cfg = DataConfig(
-        name="local", train_tsv=str(tmp_path / "nope.tsv"), valid_tsv=str(tmp_path / "nope.tsv")
-    )
-    with pytest.raises(DataError, match="data.train_tsv file .*nope.tsv does not exist"):
+    nope = str(tmp_path / "nope.tsv")
+    cfg = DataConfig(name="local", local=LocalDataConfig(train_tsv=nope, valid_tsv=nope))
+    with pytest.raises(DataError, match="data.local.train_tsv file .*nope.tsv does not exist"):
         datasets.locate(OmegaConf.structured(cfg))
     with pytest.raises(ConfigError, match="unknown"):
         datasets.locate(OmegaConf.structured(DataConfig(name="wmt14")))

@@ -27,12 +27,12 @@ def _local(files, *extra):
     return _compose(
         [
             "data=local",
-            f"data.train_src={files['train_src']}",
-            f"data.train_tgt={files['train_tgt']}",
-            f"data.valid_src={files['valid_src']}",
-            f"data.valid_tgt={files['valid_tgt']}",
-            f"data.test_src={files['test_src']}",
-            f"data.test_tgt={files['test_tgt']}",
+            f"data.local.train_src={files['train_src']}",
+            f"data.local.train_tgt={files['train_tgt']}",
+            f"data.local.valid_src={files['valid_src']}",
+            f"data.local.valid_tgt={files['valid_tgt']}",
+            f"data.local.test_src={files['test_src']}",
+            f"data.local.test_tgt={files['test_tgt']}",
             "tokenizer.vocab_size=500",
             *extra,
         ]

@@ -62,7 +62,7 @@ def test_translation_recipe_end_to_end(recipe, splits, shared_data, tmp_path):
     script = "recipes/quickstart/run.sh" if recipe == "quickstart" else "recipes/run.sh"
     args = TINY_NMT if recipe == "quickstart" else [recipe, *TINY_NMT]
     if recipe == "tatoeba_en_fr":
-        args = [*args, "data.valid_size=200", "data.test_size=300"]
+        args = [*args, "data.held_out.valid_size=200", "data.held_out.test_size=300"]
     proc = run_script(
         script,
         *args,
@@ -92,8 +92,8 @@ def test_shakespeare_recipe_end_to_end(shared_data, tmp_path):
     proc = run_script(
         "recipes/shakespeare_char/run.sh",
         *TINY,
-        "train.bptt_len=32",
-        "train.batch_size=4",
+        "train.char_lm.bptt_len=32",
+        "train.char_lm.batch_size=4",
         "train.valid_every=0",
         env={"NMT_DATA_MIRROR": str(shared_data), "RUN": str(run), "CHARS": "80"},
     )

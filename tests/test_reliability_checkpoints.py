@@ -114,7 +114,9 @@ def test_resume_refuses_a_code_running_last_checkpoint(tiny_parallel, tmp_path):
     p = tiny_parallel
     overrides = ["data=local", "tokenizer.vocab_size=200", "model.emb_dim=8"]
     overrides += ["model.hidden_dim=8", "train.threads=1", "train.resume=true"]
-    overrides += [f"data.{k}={p[k]}" for k in ("train_src", "train_tgt", "valid_src", "valid_tgt")]
+    overrides += [
+        f"data.local.{k}={p[k]}" for k in ("train_src", "train_tgt", "valid_src", "valid_tgt")
+    ]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     with pytest.raises(NMTError, match=r"last\.pt contains objects .* refused for safety"):

@@ -57,6 +57,8 @@ IMPOSSIBLE = {
     "train.plateau_factor=2": r"train\.plateau_factor=2\.0 must be in \(0, 1\]",
     "train.threads=-2": r"train\.threads=-2",
     "train.valid_beam_size=0": r"train\.valid_beam_size=0 must be at least 1",
+    "train.char_lm.bptt_len=0": r"train\.char_lm\.bptt_len=0 must be at least 1",
+    "train.char_lm.batch_size=-1": r"train\.char_lm\.batch_size=-1 must be at least 1",
     # embeddings: checked with the rest (before: only after the data was prepared)
     "embeddings.src.init=pretrained": r"embeddings\.src\.init=pretrained needs embeddings\.src\.vectors",
     "model.share_embeddings=true,embeddings.src.init=word2vec": r"must be set the same way",
@@ -87,6 +89,10 @@ def test_impossible_values_fail_before_anything_is_read(overrides, tmp_path):
 COMPOSITION = {
     "model.cel=gru": "unknown config key 'model.cel'",
     "+train.warmup=3": "unknown config key 'train.warmup'",
+    # keys grouped under their task or corpus (issue #17): the message names the new key
+    "train.bptt_len=64": "unknown config key 'train.bptt_len': did you mean train.char_lm.bptt_len?",
+    "data.train_src=a.en": "unknown config key 'data.train_src': did you mean data.local.train_src?",
+    "+data.split_seed=3": "unknown config key 'data.split_seed': did you mean data.held_out.seed?",
     "train.lr=fast": "config key 'train.lr': Value 'fast'",
     "train.betas=3": "config key 'train.betas'",
     "model=lstmm": "model=lstmm is unknown: use one of char_lm, gru, lstm, luong, no_attention",
@@ -128,8 +134,8 @@ def test_hydra_full_error_still_shows_the_full_report(tmp_path, monkeypatch, cap
 
 @pytest.mark.parametrize("model_type", ["unigram", "bpe"])
 def test_vocab_size_larger_than_the_corpus_supports(tiny_parallel, model_type):
-    files = [f"data.{key}={tiny_parallel[key]}" for key in ("train_src", "train_tgt")]
-    files += [f"data.{key}={tiny_parallel[key]}" for key in ("valid_src", "valid_tgt")]
+    files = [f"data.local.{key}={tiny_parallel[key]}" for key in ("train_src", "train_tgt")]
+    files += [f"data.local.{key}={tiny_parallel[key]}" for key in ("valid_src", "valid_tgt")]
     cfg = _cfg(*files, f"tokenizer.model_type={model_type}", "tokenizer.vocab_size=60000")
     with pytest.raises(ConfigError) as err:
         prepare(cfg)

@@ -49,7 +49,7 @@ def corpus(tiny_parallel, tmp_path):
 
 def _args(files: dict, *extra: str) -> list[str]:
     args = ["data=local", "tokenizer.vocab_size=200", "data.test_splits=[]"]
-    return args + [f"data.{key}={path}" for key, path in files.items()] + list(extra)
+    return args + [f"data.local.{key}={path}" for key, path in files.items()] + list(extra)
 
 
 def _cfg(files: dict, *extra: str):
@@ -107,11 +107,11 @@ def _bad(name, corpus, tiny_parallel):
         return (
             _files(p, train_src=write("e.en", []), train_tgt=write("e.fr", [])),
             [],
-            (r"data\.train_src file .*e\.en is empty"),
+            (r"data\.local\.train_src file .*e\.en is empty"),
         )
     if name == "empty_valid_file":
         files = _files(p, valid_src=write("ev.en", []), valid_tgt=write("ev.fr", []))
-        return files, [], r"data\.valid_src file .*ev\.en is empty"
+        return files, [], r"data\.local\.valid_src file .*ev\.en is empty"
     if name == "tsv_line_without_tab":
         rows = [f"{s}\t{t}" for s, t in zip(src, d["train_tgt"])]
         rows[4] = rows[4].replace("\t", " ")
@@ -130,7 +130,7 @@ def _bad(name, corpus, tiny_parallel):
         return (
             _files(p, train_tgt=p["train_tgt"].parent / "nope.fr"),
             [],
-            (r"data\.train_tgt file .*nope\.fr does not exist"),
+            (r"data\.local\.train_tgt file .*nope\.fr does not exist"),
         )
     raise AssertionError(name)
 
@@ -255,9 +255,9 @@ def test_drop_counts_add_up(corpus, tiny_parallel):
 
 
 def test_empty_validation_split_is_refused_before_training(tiny_parallel, tmp_path, monkeypatch):
-    """E.g. data=tatoeba_en_fr data.valid_size=0 (local files are refused earlier, above)."""
-    from nmt.data import prepare as prepare_module
+    """E.g. data=tatoeba_en_fr data.held_out.valid_size=0 (local files are refused earlier, above)."""
     from nmt.data.prepare import EncodedSplit
+    from nmt.train import seq2seq_task
     from nmt.train.run import train
 
     def without_val(cfg):
@@ -265,7 +265,7 @@ def test_empty_validation_split_is_refused_before_training(tiny_parallel, tmp_pa
         data.splits["val"] = EncodedSplit("val", [], [], [], [])
         return data
 
-    monkeypatch.setattr(prepare_module, "prepare", without_val)
+    monkeypatch.setattr(seq2seq_task, "prepare", without_val)  # where the task looks it up
     cfg = _cfg(_files(tiny_parallel), "model.emb_dim=8", "model.hidden_dim=8", "train.threads=1")
     with pytest.raises(DataError, match="the validation split 'val' of data=local is empty"):
         train(cfg, out_dir=tmp_path / "run")

@@ -166,10 +166,10 @@ def test_train_into_an_unwritable_run_folder_is_one_line(
     argv = [
         "nmt-train",
         "data=local",
-        f"data.train_src={f['train_src']}",
-        f"data.train_tgt={f['train_tgt']}",
-        f"data.valid_src={f['valid_src']}",
-        f"data.valid_tgt={f['valid_tgt']}",
+        f"data.local.train_src={f['train_src']}",
+        f"data.local.train_tgt={f['train_tgt']}",
+        f"data.local.valid_src={f['valid_src']}",
+        f"data.local.valid_tgt={f['valid_tgt']}",
         f"hydra.run.dir={unwritable}/run",
     ]
     code, err = run_cli_in_process(main, argv, monkeypatch, capsys)

@@ -27,7 +27,7 @@ TINY = [
 
 def _data(files: dict[str, Path]) -> list[str]:
     keys = ("train_src", "train_tgt", "valid_src", "valid_tgt")
-    return ["data=local", *(f"data.{k}={files[k]}" for k in keys)]
+    return ["data=local", *(f"data.local.{k}={files[k]}" for k in keys)]
 
 
 def _train(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
@@ -90,7 +90,9 @@ def test_failed_and_producing_nothing_commands_leave_no_folder(
     # a config mistake: Hydra never gets to make the folder
     one_line_error(*_train([*data, "model.cel=gru"], monkeypatch, capsys), "model.cel")
     # a data mistake found after Hydra made runs/nmt/<time>/: removed again, parents too
-    one_line_error(*_train([*data, "data.train_src=missing.en"], monkeypatch, capsys), "missing.en")
+    one_line_error(
+        *_train([*data, "data.local.train_src=missing.en"], monkeypatch, capsys), "missing.en"
+    )
     # a bad value found at the start of training
     one_line_error(*_train([*data, "train.lr=-1"], monkeypatch, capsys), "train.lr")
     # nmt-prepare keeps everything in the cache: no run folder at all
@@ -101,7 +103,7 @@ def test_failed_and_producing_nothing_commands_leave_no_folder(
     # a run folder given by the user that already existed is never removed
     kept = tmp_path / "mine"
     kept.mkdir()
-    _train([*data, "data.train_src=missing.en", f"hydra.run.dir={kept}"], monkeypatch, capsys)
+    _train([*data, "data.local.train_src=missing.en", f"hydra.run.dir={kept}"], monkeypatch, capsys)
     assert kept.is_dir() and not list(kept.iterdir())
 
 

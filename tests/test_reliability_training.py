@@ -42,7 +42,7 @@ def run(tiny_parallel, tmp_path_factory):
     cache = tmp_path_factory.mktemp("fault_cache")
     p = tiny_parallel
     base = ["data=local", f"data.cache_dir={cache}", "data.test_splits=[]"]
-    base += [f"data.{k}={p[k]}" for k in ("train_src", "train_tgt", "valid_src", "valid_tgt")]
+    base += [f"data.local.{k}={p[k]}" for k in ("train_src", "train_tgt", "valid_src", "valid_tgt")]
     base += ["tokenizer.vocab_size=200", "model.emb_dim=16", "model.hidden_dim=16"]
     base += ["model.dropout=0.1", "train.threads=1", "train.max_tokens=500", "train.lr=3e-3"]
     base += [f"train.max_steps={STEPS}", f"train.valid_every={VALID_EVERY}", "train.keep_last=1"]
@@ -286,6 +286,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(run, tmp_path, mon
 def test_infinite_gradient_stops_naming_the_step(run, tmp_path, monkeypatch):
     """A gradient (not the loss) turns inf at step 5: stop there, last.pt stays at step 3."""
     from nmt.models import builder
+    from nmt.train import seq2seq_task
 
     real_build = builder.build_model
     backward_calls = {"n": 0}
@@ -299,7 +300,7 @@ def test_infinite_gradient_stops_naming_the_step(run, tmp_path, monkeypatch):
         next(iter(model.parameters())).register_hook(poison)
         return model
 
-    monkeypatch.setattr(builder, "build_model", build)
+    monkeypatch.setattr(seq2seq_task, "build_model", build)  # where the task looks it up
     out = tmp_path / "run"
     with pytest.raises(NMTError, match=r"NaN/inf at step 5: training stopped, the last good"):
         train(run["cfg"](), out_dir=out)

@@ -146,7 +146,7 @@ def _cfg(*overrides: str):
 
 def _files(tiny_parallel, **changed) -> list[str]:
     files = {k: tiny_parallel[k] for k in ("train_src", "train_tgt", "valid_src", "valid_tgt")}
-    return [f"data.{k}={v}" for k, v in {**files, **changed}.items()]
+    return [f"data.local.{k}={v}" for k, v in {**files, **changed}.items()]
 
 
 @pytest.mark.parametrize("key", ["train_src", "valid_tgt"])
@@ -160,13 +160,13 @@ def test_a_folder_as_corpus_file_says_it_is_a_folder(
     folder = tmp_path / "corpus_folder"
     folder.mkdir()
     overrides = _files(tiny_parallel, **{key: folder})
-    pattern = rf"data\.{key} is .*corpus_folder, a folder, not a file"
+    pattern = rf"data\.local\.{key} is .*corpus_folder, a folder, not a file"
     with pytest.raises(DataError, match=pattern):  # before: "... does not exist"
         prepare(_cfg(*overrides))
     for name, main in (("nmt-prepare", prepare_main), ("nmt-train", train_main)):
         argv = [name, "data=local", *overrides, f"hydra.run.dir={tmp_path / name}"]
         code, err = run_cli_in_process(main, argv, monkeypatch, capsys)
-        _one_line_error(code, "", err, f"data.{key} is {folder}, a folder, not a file")
+        _one_line_error(code, "", err, f"data.local.{key} is {folder}, a folder, not a file")
 
 
 def test_a_folder_given_to_the_reader_says_it_is_a_folder(tmp_path):
@@ -179,9 +179,9 @@ def test_a_folder_given_to_the_reader_says_it_is_a_folder(tmp_path):
 @pytest.mark.parametrize(
     ("tsv", "pair", "needle"),
     [
-        ("train_tsv", ("train_src", "train_tgt"), "data.train_src and data.train_tgt"),
-        ("valid_tsv", ("valid_src",), "data.valid_src"),
-        ("test_tsv", ("test_src", "test_tgt"), "data.test_src and data.test_tgt"),
+        ("train_tsv", ("train_src", "train_tgt"), "data.local.train_src and data.local.train_tgt"),
+        ("valid_tsv", ("valid_src",), "data.local.valid_src"),
+        ("test_tsv", ("test_src", "test_tgt"), "data.local.test_src and data.local.test_tgt"),
     ],
     ids=["train", "valid", "test"],
 )
@@ -192,9 +192,9 @@ def test_a_split_given_as_tsv_and_as_files_is_refused_before_anything_is_read(
     from nmt.train.run import train
 
     split = tsv.split("_")[0]
-    overrides = [f"data.{tsv}={tmp_path / 'never_read.tsv'}"]  # does not even exist
-    overrides += [f"data.{k}={tiny_parallel.get(k, tmp_path / k)}" for k in pair]
-    message = re.escape(f"data.{tsv} and {needle} are both set: give the {split}")
+    overrides = [f"data.local.{tsv}={tmp_path / 'never_read.tsv'}"]  # does not even exist
+    overrides += [f"data.local.{k}={tiny_parallel.get(k, tmp_path / k)}" for k in pair]
+    message = re.escape(f"data.local.{tsv} and {needle} are both set: give the {split}")
     cfg = _cfg(*overrides)
     out = tmp_path / "run"
     with pytest.raises(ConfigError, match=message) as err:  # before: the TSV silently won

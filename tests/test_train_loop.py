@@ -45,10 +45,10 @@ def overrides(tiny_parallel, *extra: str) -> list[str]:
     p = tiny_parallel
     return [
         "data=local",
-        f"data.train_src={p['train_src']}",
-        f"data.train_tgt={p['train_tgt']}",
-        f"data.valid_src={p['valid_src']}",
-        f"data.valid_tgt={p['valid_tgt']}",
+        f"data.local.train_src={p['train_src']}",
+        f"data.local.train_tgt={p['train_tgt']}",
+        f"data.local.valid_src={p['valid_src']}",
+        f"data.local.valid_tgt={p['valid_tgt']}",
         "data.test_splits=[]",
         *TINY,
         *extra,

@@ -20,8 +20,10 @@ import sys
 from pathlib import Path
 
 from nmt.cli import make_parser
+from nmt.cli.common import run_guarded
 from nmt.errors import NMTError
 from nmt.outputs import check_output_file
+from nmt.train.checkpoint import load_checkpoint, save_checkpoint
 
 SKIP = {"best.pt", "last.pt", "averaged.pt"}
 # What an averaged checkpoint keeps: a translation payload (Trainer.checkpoint(full=False));
@@ -68,8 +70,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def pick_checkpoints(run_dir: Path, k: int | None) -> tuple[list[Path], int]:
     """The ``k`` checkpoints of a run with the highest training steps (all when ``k`` is
     None), and how many step checkpoints the run holds."""
-    from nmt.train.checkpoint import load_checkpoint
-
     if not run_dir.is_dir():
         raise NMTError(f"run folder {run_dir} does not exist: pass a run folder or --inputs")
     candidates = [p for p in run_dir.rglob("*.pt") if p.name not in SKIP]
@@ -87,8 +87,6 @@ def pick_checkpoints(run_dir: Path, k: int | None) -> tuple[list[Path], int]:
 
 def average(paths: list[Path]) -> dict:
     """The payload of the last file with ``model`` replaced by the mean of all files' weights."""
-    from nmt.train.checkpoint import load_checkpoint
-
     payload = load_checkpoint(paths[-1])
     total = {k: v.double() if v.is_floating_point() else v for k, v in payload["model"].items()}
     for path in paths[:-1]:
@@ -110,8 +108,6 @@ def average(paths: list[Path]) -> dict:
 
 
 def run(args: argparse.Namespace) -> Path:
-    from nmt.train.checkpoint import save_checkpoint
-
     if args.last is not None and args.last < 1:
         raise NMTError(f"-k must be at least 1 (got {args.last})")
     if args.inputs:
@@ -159,8 +155,6 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from nmt.cli.common import run_guarded
-
     run_guarded(run, parse_args(argv))
 
 

@@ -17,7 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from nmt.bench import plan, run_bench
 from nmt.cli import make_parser
+from nmt.cli.common import run_guarded
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,8 +46,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from nmt.bench import plan, run_bench
-
     bench_plan = plan(args.quick)
     if args.decode_updates is not None:
         bench_plan.decode_updates = args.decode_updates
@@ -59,8 +59,6 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from nmt.cli.common import run_guarded
-
     run_guarded(run, parse_args(argv))
 
 

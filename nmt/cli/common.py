@@ -8,16 +8,25 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+)
 
-from nmt.config import check_known_keys, conf_dir, register_configs
+from nmt.config import check_known_keys, conf_dir, register_configs, unknown_key_message
 from nmt.errors import NMTError, first_line
 from nmt.outputs import check_output_folder, missing_folders
+from nmt.train.metrics import log_handler
 
 FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
 
@@ -43,9 +52,6 @@ def config_error_line(err: BaseException) -> str:
     outside a key's choices, a missing value, bad override syntax, unknown group option),
     naming the key. Read from the exceptions' fields (``full_key``, the Enum of the node,
     ``override``, ``options``), not from their English text."""
-    from hydra.errors import MissingConfigException, OverrideParseException
-    from omegaconf.errors import OmegaConfBaseException
-
     cause = err if isinstance(err, OmegaConfBaseException) else err.__cause__
     if isinstance(cause, OmegaConfBaseException):
         return _omegaconf_error_line(cause)
@@ -62,13 +68,9 @@ def config_error_line(err: BaseException) -> str:
 
 
 def _omegaconf_error_line(err: Any) -> str:
-    from enum import Enum
-
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue
-
     key = err.full_key or ""
     if isinstance(err, ConfigKeyError | ConfigAttributeError):
-        return f"unknown config key '{key}': check its spelling (see nmt/config.py)"
+        return unknown_key_message(key)
     if isinstance(err, MissingMandatoryValue) and key:
         return f"config key '{key}' has no value: set {key}=VALUE"
     choices = getattr(err.child_node, "enum_type", None)
@@ -115,8 +117,6 @@ def console_logging() -> Any:
     """INFO lines of nmt's loggers on stdout for the length of a command (Hydra's own job
     logging is off: it would create a log file in every run folder, even for refused runs;
     nmt-train writes RUN/train.log itself once the run is accepted)."""
-    from nmt.train.metrics import log_handler
-
     root = logging.getLogger()
     handler = log_handler(sys.stdout)
     # Hydra's own handler (its "[HYDRA]" lines) steps aside while the command runs.
@@ -159,9 +159,6 @@ def hydra_app(task: Callable[[DictConfig], Any], prog: str) -> Callable[[], Any]
     does, with examples) and the config groups. A folder Hydra created for this command is
     removed again when the command leaves it empty.
     """
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     doc = sys.modules[task.__module__].__doc__ or prog
 
     @functools.wraps(task)

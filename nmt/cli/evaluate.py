@@ -18,14 +18,21 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from nmt.cli import make_parser
+from nmt.cli.common import run_guarded
 from nmt.config_choices import Device
+from nmt.data.prepare import prepare
+from nmt.devices import resolve_device
 from nmt.errors import NMTError
+from nmt.inference import load_translation_model, resolve_checkpoint
 from nmt.outputs import check_output_folder, write_text
+from nmt.scoring import format_scores, score
+from nmt.search.translator import Translator
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,14 +61,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def evaluate(args: argparse.Namespace) -> dict:
     """Translate and score every split; returns ``{split: scores}``."""
-    from dataclasses import asdict, replace
-
-    from nmt.data.prepare import prepare
-    from nmt.devices import resolve_device
-    from nmt.inference import load_translation_model, resolve_checkpoint
-    from nmt.scoring import format_scores, score
-    from nmt.search.translator import Translator
-
     device = resolve_device(args.device, "--device")
     ckpt = resolve_checkpoint(args.run)
     out_dir = Path(args.out) if args.out else (ckpt.parent / "eval")
@@ -126,8 +125,6 @@ def evaluate(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from nmt.cli.common import run_guarded
-
     run_guarded(evaluate, parse_args(argv))
 
 

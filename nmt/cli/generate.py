@@ -13,8 +13,13 @@ import sys
 import torch
 
 from nmt.cli import make_parser
+from nmt.cli.common import run_guarded
 from nmt.config_choices import Device
+from nmt.data.charvocab import NOT_TEXT
+from nmt.devices import resolve_device
 from nmt.errors import NMTError
+from nmt.inference import load_for_inference
+from nmt.search.sampling_lm import sample_lm
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,11 +76,6 @@ def check_sampling(temperature: float, top_k: int, args: argparse.Namespace) -> 
 
 def generate(args: argparse.Namespace) -> str:
     """Print and return ``prompt`` + the sampled continuation."""
-    from nmt.data.charvocab import NOT_TEXT
-    from nmt.devices import resolve_device
-    from nmt.inference import load_for_inference
-    from nmt.search.sampling_lm import sample_lm
-
     device = resolve_device(args.device, "--device")
     model, vocab, _, cfg = load_for_inference(args.checkpoint, device)
     if cfg.model.arch != "char_lm":
@@ -97,8 +97,6 @@ def generate(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from nmt.cli.common import run_guarded
-
     run_guarded(generate, parse_args(argv))
 
 

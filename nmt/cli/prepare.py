@@ -8,8 +8,8 @@ later, with or without the mirror; no run folder is kept.
 Examples:
   nmt-prepare data=multi30k_en_fr
   NMT_DATA_MIRROR=../shared/data nmt-prepare data=tatoeba_en_fr
-  nmt-prepare data=local data.train_src=train.en data.train_tgt=train.fr \\
-      data.valid_src=val.en data.valid_tgt=val.fr tokenizer.vocab_size=2000
+  nmt-prepare data=local data.local.train_src=train.en data.local.train_tgt=train.fr \\
+      data.local.valid_src=val.en data.local.valid_tgt=val.fr tokenizer.vocab_size=2000
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import argparse
 import json
 
 from nmt.cli import make_parser
+from nmt.cli.common import run_guarded
 from nmt.data.readers import read_text_lines
 from nmt.scoring import METRICS, format_scores, score
 
@@ -61,8 +62,6 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from nmt.cli.common import run_guarded
-
     run_guarded(run, parse_args(argv))
 
 

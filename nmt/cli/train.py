@@ -18,12 +18,11 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from nmt.cli.common import hydra_app
+from nmt.train.run import train as run_training
 
 
 def train(cfg: DictConfig) -> float:
     """Train and return the best validation metric (what Hydra sweepers optimize)."""
-    from nmt.train.run import train as run_training
-
     return run_training(cfg)
 
 

@@ -21,15 +21,20 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from nmt.cli import make_parser
+from nmt.cli.common import run_guarded
 from nmt.config import DecodeConfig
 from nmt.config_checks import check_decode_config
 from nmt.config_choices import Device
+from nmt.data.readers import read_text_lines
 from nmt.devices import resolve_device
 from nmt.errors import ConfigError
 from nmt.inference import has_attention, load_translation_model
 from nmt.outputs import check_output_file, check_output_folder, write_text
+from nmt.search.plots import plot_attention_maps
+from nmt.search.translator import Translator
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -182,9 +187,6 @@ def format_nbest(position: int, translations, n: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
-    from nmt.data.readers import read_text_lines
-    from nmt.search.translator import Translator
-
     check_options(args)
     check_outputs(args)
     device = resolve_device(args.device, "--device")
@@ -198,8 +200,6 @@ def run(args: argparse.Namespace) -> None:
 
     bar = None
     if args.input and not args.quiet and sys.stderr.isatty():  # no \r bars in a log file
-        from tqdm import tqdm
-
         bar = tqdm(total=len(lines), unit="sent", file=sys.stderr, leave=False)
     start = time.perf_counter()
     with torch.inference_mode():
@@ -215,8 +215,6 @@ def run(args: argparse.Namespace) -> None:
     write_output(out_lines, args.output)
 
     if args.attention_plot and has_attention(model):  # else note_missing_attention said why
-        from nmt.search.plots import plot_attention_maps
-
         # Attention is kept only for the plotted sentences (keeping it for every
         # hypothesis of a whole file made beam search several times slower).
         first = lines[: args.plot_count]
@@ -260,8 +258,6 @@ def write_output(lines: list[str], path: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from nmt.cli.common import run_guarded
-
     run_guarded(run, parse_args(argv))
 
 

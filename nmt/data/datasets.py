@@ -2,7 +2,8 @@
 
 ``load_raw(data_cfg)`` returns raw (uncleaned) lines per split. Remote files are fetched
 through :func:`nmt.data.download.fetch` (verified by SHA-256, mirror-aware); ``data=local``
-reads the user's files in place.
+reads the user's files (``data.local.*``) in place; ``tatoeba_en_fr``'s validation and test
+splits are cut out by ``data.held_out.*``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nmt.config import check_data_config
 from nmt.data.cleaning import clean_text
 from nmt.data.download import fetch, sha256_file
 from nmt.data.readers import decode_lines, read_lines, read_parallel, read_tsv, split_tsv
@@ -126,33 +128,35 @@ def locate(data_cfg: Any) -> Located:
 
 
 def _local_files(data_cfg: Any) -> dict[str, Path]:
-    from nmt.config import check_data_config
-
     check_data_config(data_cfg)
+    local, at = _get(data_cfg, "local"), "data.local."
+    # Keyed by the names of data.local's keys (train_src ...): they also enter the
+    # fingerprint, as they did when these keys were data.train_src ...
     files = {}
     for split in ("train", "valid", "test"):
-        pair = (_get(data_cfg, f"{split}_src"), _get(data_cfg, f"{split}_tgt"))
-        tsv = _get(data_cfg, f"{split}_tsv")
+        pair = (_get(local, f"{split}_src"), _get(local, f"{split}_tgt"))
+        tsv = _get(local, f"{split}_tsv")
         if tsv:
             files[f"{split}_tsv"] = Path(tsv)
         elif all(pair):
             files[f"{split}_src"], files[f"{split}_tgt"] = Path(pair[0]), Path(pair[1])
         elif any(pair):
             raise ConfigError(
-                f"data=local: set both data.{split}_src and data.{split}_tgt (only one is set)"
+                f"data=local: set both {at}{split}_src and {at}{split}_tgt (only one is set)"
             )
         elif split != "test":
             raise ConfigError(
-                f"data=local needs data.{split}_src and data.{split}_tgt (or data.{split}_tsv): set them to your files"
+                f"data=local needs {at}{split}_src and {at}{split}_tgt (or {at}{split}_tsv): "
+                "set them to your files"
             )
     for key, path in files.items():
         if path.is_dir():
             raise DataError(
-                f"data.{key} is {path}, a folder, not a file: set data.{key} to the corpus "
+                f"{at}{key} is {path}, a folder, not a file: set {at}{key} to the corpus "
                 "file itself"
             )
         if not path.is_file():
-            raise DataError(f"data.{key} file {path} does not exist: check the path")
+            raise DataError(f"{at}{key} file {path} does not exist: check the path")
     return files
 
 
@@ -181,11 +185,12 @@ def load_raw(data_cfg: Any, located: Located | None = None) -> RawCorpus:
                 mono += read_lines(files[f"multi30k/mono_train.{i}.en.gz"], mode, stats)
     elif name == "tatoeba_en_fr":
         en, fr = read_tatoeba(files["tatoeba/fra-eng.zip"], mode, stats)
+        held_out = _get(data_cfg, "held_out")
         parts = split_grouped(
             en,
-            _get(data_cfg, "valid_size"),
-            _get(data_cfg, "test_size"),
-            _get(data_cfg, "split_seed"),
+            _get(held_out, "valid_size"),
+            _get(held_out, "test_size"),
+            _get(held_out, "seed"),
         )
         for split, idx in parts.items():
             pair = ([en[i] for i in idx], [fr[i] for i in idx])
@@ -205,7 +210,7 @@ def load_raw(data_cfg: Any, located: Located | None = None) -> RawCorpus:
                 continue
             if not splits[out][0]:
                 raise DataError(
-                    f"data.{key} file {files[key]} is empty: give it at least one sentence "
+                    f"data.local.{key} file {files[key]} is empty: give it at least one sentence "
                     f"{'pair' if key.endswith('tsv') else '(and its translation)'}"
                 )
     mono_side = "src" if src_lang == "en" else "tgt"

@@ -36,21 +36,25 @@ from nmt.errors import ConfigError, DataError
 from nmt.outputs import write_atomic
 
 CACHE_VERSION = 3
-# Options that change the prepared data (mirror, cache_dir and test_splits do not).
-DATA_KEYS = (
-    "name",
-    "src_lang",
-    "tgt_lang",
-    "max_len",
-    "max_len_ratio",
-    "on_bad_utf8",
-    "train_limit",
-    "use_mono",
-    "valid_split",
-    "split_seed",
-    "valid_size",
-    "test_size",
-)
+# Options that change the prepared data (mirror, cache_dir and test_splits do not; the
+# files of data.local enter by content, through the fingerprint): the name each has in the
+# cache key -> its key under ``data``. The data.held_out keys keep the names they had before
+# they were grouped (split_seed, valid_size, test_size), so the caches prepared before stay
+# valid: the same values give the same key.
+DATA_KEYS = {
+    "name": "name",
+    "src_lang": "src_lang",
+    "tgt_lang": "tgt_lang",
+    "max_len": "max_len",
+    "max_len_ratio": "max_len_ratio",
+    "on_bad_utf8": "on_bad_utf8",
+    "train_limit": "train_limit",
+    "use_mono": "use_mono",
+    "valid_split": "valid_split",
+    "split_seed": "held_out.seed",
+    "valid_size": "held_out.valid_size",
+    "test_size": "held_out.test_size",
+}
 TOKENIZER_KEYS = (
     "model_type",
     "vocab_size",
@@ -132,9 +136,16 @@ def _unk_rate(seqs: list[torch.Tensor]) -> float:
     return sum(int((x == UNK_ID).sum()) for x in seqs) / max(total, 1)
 
 
+def _select(node: Any, key: str) -> Any:
+    """``node``'s value at the dotted ``key`` (attribute access: a DictConfig or dataclass)."""
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
 def cache_key(cfg: Any, fingerprint: str) -> str:
     """Hash of the corpus content, the data options and the tokenizer options."""
-    opts = {f"data.{k}": getattr(cfg.data, k) for k in DATA_KEYS}
+    opts = {f"data.{name}": _select(cfg.data, key) for name, key in DATA_KEYS.items()}
     opts.update({f"tokenizer.{k}": getattr(cfg.tokenizer, k) for k in TOKENIZER_KEYS})
     text = f"v={CACHE_VERSION};spm={spm.__version__};files={fingerprint};{sorted(opts.items())!r}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]

@@ -29,7 +29,15 @@ from torch import Tensor, nn
 
 from nmt.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from nmt.config_checks import check_embeddings, effective_init
+from nmt.data import vector_sets  # the registry is looked up when used (tests swap it)
 from nmt.errors import ConfigError
+from nmt.models.vectors import (
+    candidate_words,
+    load_vectors,
+    subword_means,
+    train_vectors,
+    vector_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +126,6 @@ def apply_pretrained(
         piece has its own vector), ``types_any`` / ``tokens_any`` (sub-word means included),
         ``projected``, ``frozen``.
     """
-    from nmt.models.vectors import load_vectors, train_vectors
-
     layers: dict[str, Embeddings] = model.embedding_layers()
     sides = {"src": (emb_cfg.src, src_tok), "tgt": (emb_cfg.tgt, tgt_tok)}
     shared = "src" in layers and "tgt" in layers and layers["src"] is layers["tgt"]
@@ -137,43 +143,7 @@ def apply_pretrained(
         info: dict[str, Any] = {"init": init}
         if init != "random":
             tied = side in model.tied_sides()
-            if init == "pretrained":
-                kv, info["vectors"] = _registry_vectors(cfg, side, tok, lines, cache_dir, mirror)
-                _warn_language(cfg.vectors, side, langs)
-            elif init == "file":
-                if not cfg.path:
-                    raise ConfigError(
-                        f"embeddings.{side}.init=file needs embeddings.{side}.path=/path/to/vectors"
-                    )
-                kv = load_vectors(cfg.path, cfg.format, f"embeddings.{side}")
-                info["vectors"] = cfg.path
-            else:
-                sentences = [tok.pieces(line) for line in lines]
-                kv = train_vectors(sentences, cfg, layer.emb_dim, cache_dir)
-                info["vectors"] = f"{init} on {len(lines):,} lines"
-            vectors, covered, covered_any = map_vectors(
-                kv, tok, layer.table.weight.detach(), cfg, lines
-            )
-            dim = vectors.shape[1]
-            if dim != layer.emb_dim and not cfg.project:
-                vectors = fit_width(vectors, layer.emb_dim, covered_any, cfg.seed)
-            elif dim != layer.emb_dim:
-                if tied:
-                    raise ConfigError(
-                        f"embeddings.{side}: {vectors.shape[1]}-dimensional vectors cannot be "
-                        f"tied to the output layer: set model.emb_dim={vectors.shape[1]} or "
-                        "model.tie_embeddings=false"
-                    )
-            layer.set_vectors(vectors)
-            piece_counts = _piece_id_counts(tok, lines)  # segmented once for both shares
-            info.update(
-                dim=dim,
-                types=_type_coverage(tok, covered),
-                tokens=_token_share(piece_counts, covered),
-                types_any=_type_coverage(tok, covered_any),
-                tokens_any=_token_share(piece_counts, covered_any),
-                projected=layer.proj is not None,
-            )
+            info.update(_load_side(side, cfg, tok, layer, lines, tied, cache_dir, mirror, langs))
         if cfg.freeze:
             if side in model.tied_sides():
                 raise ConfigError(
@@ -184,24 +154,79 @@ def apply_pretrained(
         info["frozen"] = bool(cfg.freeze)
         report[side] = info
         if init != "random":
-            means = info["types_any"] > info["types"]
-            log.info(
-                "embeddings.%s: %s (%s), %d dims, own vectors for %.1f%% of piece types and "
-                "%.1f%% of training tokens%s%s%s",
-                side,
-                init,
-                info["vectors"],
-                info["dim"],
-                100 * info["types"],
-                100 * info["tokens"],
-                f"; with sub-word means {100 * info['types_any']:.1f}% / "
-                f"{100 * info['tokens_any']:.1f}%"
-                if means
-                else "",
-                ", projected" if info["projected"] else "",
-                ", frozen" if cfg.freeze else "",
-            )
+            _log_side(side, info)
     return report
+
+
+def _load_side(
+    side: str,
+    cfg: Any,
+    tok: PieceTokenizer,
+    layer: Embeddings,
+    lines: list[str],
+    tied: bool,
+    cache_dir: str,
+    mirror: str | None,
+    langs: dict[str, str] | None,
+) -> dict[str, Any]:
+    """Fetch, load or train one side's vectors, map them onto its pieces and set its table;
+    return the side's report entries (everything but ``init`` and ``frozen``)."""
+    init = effective_init(cfg)
+    info: dict[str, Any] = {}
+    if init == "pretrained":
+        kv, info["vectors"] = _registry_vectors(cfg, side, tok, lines, cache_dir, mirror)
+        _warn_language(cfg.vectors, side, langs)
+    elif init == "file":
+        if not cfg.path:
+            raise ConfigError(
+                f"embeddings.{side}.init=file needs embeddings.{side}.path=/path/to/vectors"
+            )
+        kv = load_vectors(cfg.path, cfg.format, f"embeddings.{side}")
+        info["vectors"] = cfg.path
+    else:
+        sentences = [tok.pieces(line) for line in lines]
+        kv = train_vectors(sentences, cfg, layer.emb_dim, cache_dir)
+        info["vectors"] = f"{init} on {len(lines):,} lines"
+    vectors, covered, covered_any = map_vectors(kv, tok, layer.table.weight.detach(), cfg, lines)
+    dim = vectors.shape[1]
+    if dim != layer.emb_dim and not cfg.project:
+        vectors = fit_width(vectors, layer.emb_dim, covered_any, cfg.seed)
+    elif dim != layer.emb_dim and tied:
+        raise ConfigError(
+            f"embeddings.{side}: {dim}-dimensional vectors cannot be tied to the output layer: "
+            f"set model.emb_dim={dim} or model.tie_embeddings=false"
+        )
+    layer.set_vectors(vectors)
+    piece_counts = _piece_id_counts(tok, lines)  # segmented once for both shares
+    info.update(
+        dim=dim,
+        types=_type_coverage(tok, covered),
+        tokens=_token_share(piece_counts, covered),
+        types_any=_type_coverage(tok, covered_any),
+        tokens_any=_token_share(piece_counts, covered_any),
+        projected=layer.proj is not None,
+    )
+    return info
+
+
+def _log_side(side: str, info: dict[str, Any]) -> None:
+    """One summary line per pretrained side: source, width, coverage."""
+    means = info["types_any"] > info["types"]
+    log.info(
+        "embeddings.%s: %s (%s), %d dims, own vectors for %.1f%% of piece types and "
+        "%.1f%% of training tokens%s%s%s",
+        side,
+        info["init"],
+        info["vectors"],
+        info["dim"],
+        100 * info["types"],
+        100 * info["tokens"],
+        f"; with sub-word means {100 * info['types_any']:.1f}% / {100 * info['tokens_any']:.1f}%"
+        if means
+        else "",
+        ", projected" if info["projected"] else "",
+        ", frozen" if info["frozen"] else "",
+    )
 
 
 def wants_vectors(emb_cfg: Any) -> bool:
@@ -213,24 +238,19 @@ def _registry_vectors(
     cfg: Any, side: str, tok: PieceTokenizer, lines: list[str], cache_dir: str, mirror: Any
 ) -> tuple[Any, str]:
     """gensim vectors of registry set ``cfg.vectors``, cut to the words this side can use."""
-    from nmt.data.vector_sets import vectors_file
-    from nmt.models.vectors import candidate_words, load_vectors
-
     pieces = [tok.id_to_piece(i) for i in range(tok.vocab_size) if i not in SPECIAL_IDS]
     words = candidate_words(pieces, lines, cfg.lowercase_fallback)
     key = f"embeddings.{side}.vectors"
-    path = vectors_file(cfg.vectors, words, cache_dir, mirror, key=key)
+    path = vector_sets.vectors_file(cfg.vectors, words, cache_dir, mirror, key=key)
     return load_vectors(str(path), "word2vec_text", key), cfg.vectors
 
 
 def _warn_language(name: str, side: str, langs: dict[str, str] | None) -> None:
-    from nmt.data.vector_sets import VECTOR_SETS
-
     lang = (langs or {}).get(side)
-    if lang and VECTOR_SETS[name].lang != lang:
+    if lang and vector_sets.VECTOR_SETS[name].lang != lang:
         log.warning(
             "embeddings.%s.vectors=%s holds %s words but the %s side is %s: few pieces will match",
-            side, name, VECTOR_SETS[name].lang, side, lang,
+            side, name, vector_sets.VECTOR_SETS[name].lang, side, lang,
         )  # fmt: skip
 
 
@@ -251,8 +271,6 @@ def map_vectors(
         from a normal with the covered values' standard deviation (the current random rows
         are used unchanged when nothing is covered and dims agree).
     """
-    from nmt.models.vectors import subword_means, vector_for
-
     dim = kv.vector_size
     rows: dict[int, np.ndarray] = {}
     for i in range(tok.vocab_size):

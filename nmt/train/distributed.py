@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 
 @dataclass
@@ -86,7 +87,6 @@ def wrap_ddp(module: torch.nn.Module, device: torch.device, info: DistInfo) -> t
     """``DistributedDataParallel`` around ``module`` when running on several processes."""
     if not info.enabled:
         return module
-    from torch.nn.parallel import DistributedDataParallel as DDP
 
     ids = [device.index] if device.type == "cuda" else None
     return DDP(module, device_ids=ids)

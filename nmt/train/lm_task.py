@@ -1,9 +1,9 @@
 """The character language model as a training task: truncated back-propagation through time.
 
-The training text is cut into ``train.batch_size`` parallel streams; step ``i`` reads the
-``i``-th chunk of ``train.bptt_len`` characters of every stream. The recurrent state is
-carried from one chunk to the next (so the model sees long contexts) but detached at chunk
-borders (so gradients stop there).
+The training text is cut into ``train.char_lm.batch_size`` parallel streams; step ``i``
+reads the ``i``-th chunk of ``train.char_lm.bptt_len`` characters of every stream. The
+recurrent state is carried from one chunk to the next (so the model sees long contexts) but
+detached at chunk borders (so gradients stop there).
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from nmt.data.charvocab import NOT_TEXT
+from nmt.data.prepare import prepare_text
+from nmt.models.builder import build_model
+from nmt.search.sampling_lm import sample_lm
 from nmt.train.distributed import DistInfo, barrier
 from nmt.train.loss import LMObjective
 
@@ -37,9 +40,6 @@ class LMTask:
     higher_is_better = False
 
     def __init__(self, cfg: DictConfig, info: DistInfo, device: torch.device) -> None:
-        from nmt.data.prepare import prepare_text
-        from nmt.models.builder import build_model
-
         self.cfg, self.info, self.device = cfg, info, device
         tc = cfg.train
         if info.is_main:
@@ -48,13 +48,13 @@ class LMTask:
         if not info.is_main:
             data = prepare_text(cfg)
         self.data, self.vocab = data, data.vocab
-        self.bptt = tc.bptt_len
+        self.bptt, batch = tc.char_lm.bptt_len, tc.char_lm.batch_size
         # Each rank owns its own block of streams (a contiguous slice of the text).
-        all_streams = streams(data.train, tc.batch_size * info.world_size)
-        self.train = all_streams[info.rank * tc.batch_size : (info.rank + 1) * tc.batch_size]
+        all_streams = streams(data.train, batch * info.world_size)
+        self.train = all_streams[info.rank * batch : (info.rank + 1) * batch]
         # Validation reads many streams at once (no gradients: wide batches are cheap).
         self.val = streams(
-            data.val, max(1, min(max(tc.batch_size, 32), data.val.numel() // (self.bptt + 1)))
+            data.val, max(1, min(max(batch, 32), data.val.numel() // (self.bptt + 1)))
         )
         n_vocab = len(self.vocab)
         self.model = build_model(cfg.model, n_vocab, n_vocab)
@@ -136,19 +136,13 @@ class LMTask:
 
     def finish(self, out: Path) -> list[str]:
         text = self.sample(SAMPLE_CHARS)
-        if text is None:
-            return []
         path = Path(out) / "sample.txt"
         path.write_text(text + "\n", encoding="utf-8")
         return [f"  sample {path}"]
 
     @torch.no_grad()
-    def sample(self, n_chars: int) -> str | None:
+    def sample(self, n_chars: int) -> str:
         """A sample from the trained model (``nmt.search.sampling_lm.sample_lm``)."""
-        try:
-            from nmt.search.sampling_lm import sample_lm
-        except ImportError:
-            return None
         dec = self.cfg.decode
         prompt = self.vocab.encode("\n").tolist() or [int(self.data.val[0])]
         generator = torch.Generator(device=self.device).manual_seed(dec.seed)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 log = logging.getLogger("nmt.train")
 
@@ -123,8 +124,6 @@ class Progress:
         self.enabled = enabled
         self.bar = None
         if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
             self.bar = tqdm(
                 total=total_steps or None, initial=start_step, unit="step", dynamic_ncols=True
             )

@@ -18,6 +18,7 @@ from nmt.devices import resolve_device
 from nmt.errors import NMTError
 from nmt.train import checkpoint as ckpt
 from nmt.train.distributed import barrier, cleanup, init_distributed
+from nmt.train.lm_task import LMTask
 from nmt.train.metrics import emit
 from nmt.train.runfolder import (
     RunLock,
@@ -27,6 +28,7 @@ from nmt.train.runfolder import (
     resolve_out_dir,
     run_log,
 )
+from nmt.train.seq2seq_task import Seq2SeqTask
 from nmt.train.trainer import Trainer
 
 
@@ -64,12 +66,8 @@ def train(cfg: DictConfig, out_dir: str | Path | None = None) -> float:
             stopper.install()
             ckpt.seed_everything(cfg.train.seed)
             if cfg.model.arch == "char_lm":
-                from nmt.train.lm_task import LMTask
-
                 task: Any = LMTask(cfg, info, device)
             else:
-                from nmt.train.seq2seq_task import Seq2SeqTask
-
                 task = Seq2SeqTask(cfg, info, device)
             return Trainer(cfg, task, out, info, device, stopper).run()
     except BaseException:

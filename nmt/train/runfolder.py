@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -15,7 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+from nmt.config import to_plain, upgrade_plain
 from nmt.errors import NMTError
+from nmt.outputs import write_text
+from nmt.train import checkpoint as ckpt
+from nmt.train.metrics import log_handler
 
 LOCK_NAME = "train.lock"
 LOG_NAME = "train.log"
@@ -26,8 +34,6 @@ def resolve_out_dir(out_dir: str | Path | None) -> Path:
     if out_dir is not None:
         return Path(out_dir)
     try:
-        from hydra.core.hydra_config import HydraConfig
-
         return Path(HydraConfig.get().runtime.output_dir)
     except (ImportError, ValueError):
         raise NMTError(
@@ -181,7 +187,8 @@ def check_resume_config(checkpoint: Path, saved: dict, requested: dict) -> list[
     Raises:
         NMTError: one line naming the differing keys with their old and new values.
     """
-    allowed, refused = config_changes(saved, requested)
+    # A run trained before keys moved (nmt.config.MOVED_KEYS) is compared at the new places.
+    allowed, refused = config_changes(upgrade_plain(saved), requested)
     if refused:
         shown = "; ".join(refused[:6]) + (
             f"; and {len(refused) - 6} more" if len(refused) > 6 else ""
@@ -198,10 +205,6 @@ def record_config(out: Path, plain_config: dict, overrides: list[str] | None) ->
     """``.hydra/config.yaml`` (the resolved config this run trains with) and
     ``.hydra/overrides.yaml`` (the command line's overrides), written only once the run is
     accepted, so a refused command never rewrites the record of the run in the folder."""
-    from omegaconf import OmegaConf
-
-    from nmt.outputs import write_text
-
     folder = out / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain_config)))
@@ -213,9 +216,6 @@ def accept_run_folder(cfg: Any, out: Path) -> list[str]:
     """Refuse a run folder that holds another run (or one trained with a config this run
     cannot continue); then record this run's config in it. Nothing in the folder is written
     before every check has passed. Returns the settings a resumed run changes."""
-    from nmt.config import to_plain
-    from nmt.train import checkpoint as ckpt
-
     last = out / ckpt.LAST
     if cfg.train.resume and not last.exists():
         raise NMTError(f"train.resume=true but {last} does not exist: nothing to resume")
@@ -237,8 +237,6 @@ def accept_run_folder(cfg: Any, out: Path) -> list[str]:
 def remove_new_entries(folder: Path, keep: set[Path]) -> None:
     """Remove what a run that failed before its first checkpoint wrote into ``folder``
     (its config record, log, metrics): a failed command leaves nothing behind."""
-    import shutil
-
     for entry in folder.iterdir():
         if entry in keep:
             continue
@@ -251,8 +249,6 @@ def remove_new_entries(folder: Path, keep: set[Path]) -> None:
 def hydra_overrides() -> list[str] | None:
     """The command line's overrides when running under Hydra, else None."""
     try:
-        from hydra.core.hydra_config import HydraConfig
-
         return list(HydraConfig.get().overrides.task)
     except (ImportError, ValueError):
         return None
@@ -262,8 +258,6 @@ def hydra_overrides() -> list[str] | None:
 def run_log(out: Path | None) -> Iterator[None]:
     """Log lines (INFO of nmt's loggers) to ``out/train.log`` (appended, so a resumed run
     continues it) and, when nothing else shows them, to stderr."""
-    from nmt.train.metrics import log_handler
-
     root = logging.getLogger()
     added: list[logging.Handler] = []
     if not root.handlers:  # called as a library: no console configured

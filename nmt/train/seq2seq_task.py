@@ -10,7 +10,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from nmt.data.batching import PackedSplit, TokenBatchSampler, collate, pair_lengths
+from nmt.data.prepare import prepare
 from nmt.errors import ConfigError, DataError
+from nmt.models.builder import build_model
+from nmt.models.embeddings import apply_pretrained, wants_vectors
+from nmt.scoring import score
+from nmt.search.translator import Translator
 from nmt.train.distributed import DistInfo, all_reduce, barrier
 from nmt.train.loss import Seq2SeqObjective
 
@@ -21,10 +27,6 @@ class Seq2SeqTask:
     """Everything the generic :class:`~nmt.train.trainer.Trainer` needs for translation."""
 
     def __init__(self, cfg: DictConfig, info: DistInfo, device: torch.device) -> None:
-        from nmt.data.batching import PackedSplit, TokenBatchSampler, pair_lengths
-        from nmt.data.prepare import prepare
-        from nmt.models.builder import build_model
-
         tc = cfg.train
         if tc.valid_metric not in METRICS:
             raise ConfigError(
@@ -52,7 +54,8 @@ class Seq2SeqTask:
         if len(self.valid_split) == 0:
             raise DataError(
                 f"the validation split {valid_name!r} of data={cfg.data.name} is empty: give it "
-                "sentence pairs (data.valid_src/data.valid_tgt, or data.valid_size for tatoeba)"
+                "sentence pairs (data.local.valid_src/valid_tgt, or data.held_out.valid_size "
+                "for tatoeba)"
             )
         self.model = build_model(cfg.model, self.src_tok.vocab_size, self.tgt_tok.vocab_size)
         self.coverage = self._pretrained_embeddings()
@@ -75,8 +78,6 @@ class Seq2SeqTask:
         )
 
     def _pretrained_embeddings(self) -> dict | None:
-        from nmt.models.embeddings import apply_pretrained, wants_vectors
-
         emb = self.cfg.embeddings
         if not wants_vectors(emb):
             return None
@@ -124,8 +125,6 @@ class Seq2SeqTask:
         return int(self.train_lengths[indices, 1].sum()) + len(indices)  # y + EOS
 
     def forward(self, objective, indices: list[int]):
-        from nmt.data.batching import collate
-
         batch = collate(self.train_packed, indices)
         if self.device.type == "cuda":  # pinned host memory lets the copy run asynchronously
             batch = batch.pin_memory().to(self.device, non_blocking=True)
@@ -146,8 +145,6 @@ class Seq2SeqTask:
     def validate(self, model, progress: Callable[[int, int, str], None] | None = None) -> dict:
         """Validation NLL/perplexity (teacher forcing) and BLEU/chrF of decoded output.
         ``progress(done, total, what)`` is called as sentences are decoded."""
-        from nmt.data.batching import collate
-
         model.eval()
         try:
             objective = Seq2SeqObjective(model, 0.0)
@@ -165,9 +162,6 @@ class Seq2SeqTask:
         return result
 
     def _bleu(self, model, progress: Callable[[int, int, str], None] | None) -> dict[str, Any]:
-        from nmt.scoring import score
-        from nmt.search.translator import Translator
-
         n = self.cfg.train.valid_max_sentences or len(self.valid_split.src_text)
         sources = list(self.valid_split.src_text[:n])
         refs = list(self.valid_split.tgt_text[:n])
