@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from nmt.config import BOS_ID, DecodeConfig
-from nmt.search import search
+from nmt.data.batching import pad
+from nmt.search import folded, search
 from nmt.search.ensemble import Ensemble
 from nmt.search.folded import TableStepSeq2Seq, for_search
+from nmt.search.translator import Translator
 from tests.test_search_real_model import batch, tiny_model
 
 
@@ -112,3 +114,37 @@ def test_an_ensemble_gets_a_table_step_per_member():
             lp_a, _, state_a = ens.step(tokens[:, t], state_a, enc_a)
             lp_b, _, state_b = view.step(tokens[:, t], state_b, enc_b)
             torch.testing.assert_close(lp_a, lp_b, atol=1e-5, rtol=0)
+
+
+class _Digits:
+    """A toy vocabulary: "5 7 9" <-> [5, 7, 9]."""
+
+    def encode(self, text: str) -> list[int]:
+        return [int(w) for w in text.split()]
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(str(i) for i in ids)
+
+
+def test_a_translator_builds_its_view_once_and_a_new_one_sees_new_weights(monkeypatch):
+    built = []
+    real = folded.TableStepSeq2Seq.__init__
+
+    def counting(self, model):
+        built.append(model)
+        real(self, model)
+
+    monkeypatch.setattr(folded.TableStepSeq2Seq, "__init__", counting)
+    model = tiny_model(input_feeding=True)
+    lines = ["5 6 7", "8 9 10 11 12", "4 13"]
+    cfg = DecodeConfig(method="beam", beam_size=3, max_len_a=2.0)
+    translator = Translator(model, _Digits(), _Digits(), cfg)
+    first = translator.translate(lines)
+    assert translator.translate(lines) == first and len(built) == 1  # made once, kept
+
+    model.load_state_dict(tiny_model(input_feeding=True, seed=7).state_dict())
+    fresh = Translator(model, _Digits(), _Digits(), cfg).translate(lines)
+    src = [[int(w) for w in line.split()] for line in lines]
+    plain = search(model, *pad(src), cfg)  # the model's own step on the new weights
+    assert fresh == [" ".join(map(str, hyps[0].tokens)) for hyps in plain]
+    assert fresh != first and len(built) == 2

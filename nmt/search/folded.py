@@ -6,7 +6,8 @@ embedding half of a 1-layer GRU's input projection can be a table lookup
 model has *now* and returns an object with the model's own search contract (``encode``,
 ``init_state``, ``reorder_state``, ``step``); the model itself keeps one step function, the
 one training uses. The :class:`~nmt.search.translator.Translator` calls :func:`for_search` at
-every ``translate_nbest``, so validation during training always decodes the current weights.
+its first translation and keeps the view; training's validation makes a new Translator each
+time, so it always decodes the current weights.
 """
 
 from __future__ import annotations

@@ -34,8 +34,13 @@ class Translation:
 class Translator:
     """Translate raw sentences with a trained model (or an :class:`~nmt.search.ensemble.Ensemble`).
 
+    A Translator decodes the weights its model has at its first translation: its search
+    view of the model (:func:`~nmt.search.folded.for_search`, a GRU gate table) is made then
+    and kept. After changing the weights, make a new Translator (training's validation makes
+    one per validation).
+
     Args:
-        model: in eval mode, on ``device``.
+        model: on ``device`` (put in eval mode while translating).
         src_tok, tgt_tok: the checkpoint's tokenizers (``encode``/``decode``).
         decode_cfg: search method and options; ``max_tokens`` is the budget of one decoding
             batch in source tokens (padding included) times the beam (or samples), see
@@ -65,6 +70,7 @@ class Translator:
         self.max_src_len = max_src_len
         self.warn = warn or (lambda msg: print(f"nmt: warning: {msg}", file=sys.stderr))
         self._warned_workers = False
+        self._search_model: torch.nn.Module | None = None  # made at the first translation
 
     def translate(self, lines: list[str]) -> list[str]:
         """The best translation of every line, in input order (an empty line stays empty)."""
@@ -95,10 +101,10 @@ class Translator:
             for batch in inference_batches(lengths, self.batch_budget(), self.cfg.max_sentences)
         ]
         try:
-            # Built from the weights as they are now (validation decodes each new version).
-            model = for_search(self.model)
+            if self._search_model is None:  # ~2 GFLOP for the reference model: once
+                self._search_model = for_search(self.model)
             for key, nbest in self._search(
-                model, [[encoded[i] for i in b] for b in batches], return_attention
+                self._search_model, [[encoded[i] for i in b] for b in batches], return_attention
             ):
                 for i, hyps in zip(batches[key], nbest):
                     results[i] = [

@@ -40,7 +40,7 @@ from nmt.train.metrics import (
 )
 from nmt.train.optim import LRSchedule, build_optimizer
 from nmt.train.plots import plot_curves
-from nmt.train.stopping import budget_reason, early_stop_reason, step_reason
+from nmt.train.stopping import NonFiniteGuard, budget_reason, early_stop_reason, step_reason
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -77,7 +77,7 @@ class Trainer:
         self.tokens_total = 0  # target tokens trained on by this invocation (all ranks)
         self.valid_seconds = 0.0  # time spent validating in this invocation
         self.interval = Interval(device)
-        self._reset_nan_flag()
+        self.non_finite = NonFiniteGuard(device)
 
     # --- setup -----------------------------------------------------------------------
     def _total_steps(self) -> int:
@@ -93,11 +93,6 @@ class Trainer:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def _reset_nan_flag(self) -> None:
-        # Step of the first non-finite loss/gradient, checked at sync points only (on GPU
-        # a check per step would stall the launch queue).
-        self.first_bad = torch.full((), math.inf, device=self.device)
 
     # --- one optimizer step ----------------------------------------------------------
     def train_step(self, items: list) -> None:
@@ -127,9 +122,7 @@ class Trainer:
         bad = ~torch.isfinite(loss_sum.detach())
         if self.tc.precision != "fp16":  # fp16 overflows are expected; the scaler skips them
             bad = bad | ~torch.isfinite(norm)
-        self.first_bad = torch.where(
-            bad & (self.first_bad == math.inf), float(self.step + 1), self.first_bad
-        )
+        self.non_finite.record(bad, self.step + 1)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -155,14 +148,8 @@ class Trainer:
             return self.task.forward(self.ddp, item)
 
     def check_finite(self) -> None:
-        """Stop with the step named if a loss or gradient went NaN/inf (no checkpoint is
-        written after it, so the last one on disk is the last good state)."""
-        bad = float(self.first_bad.item())
-        if math.isfinite(bad):
-            raise NMTError(
-                f"loss or gradient became NaN/inf at step {int(bad)}: training stopped, the last "
-                f"good checkpoint is {self.out / ckpt.LAST}; lower train.lr or use train.clip_norm"
-            )
+        """Stop with the step named if a loss or gradient went NaN/inf."""
+        self.non_finite.check(self.out / ckpt.LAST)
 
     # --- the loop ----------------------------------------------------------------------
     def run(self) -> float:
@@ -252,7 +239,7 @@ class Trainer:
         self.metrics.write("train", self.step, values)
         self.progress.update(self.step, values)
         self.interval.reset()
-        self._reset_nan_flag()
+        self.non_finite.reset()
         self.heartbeat.reset()
 
     def log_progress(self) -> None:
