@@ -26,9 +26,6 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from nmt.config_checks import check_data_config as check_data_config
-from nmt.config_checks import check_decode_config as check_decode_config
-from nmt.config_checks import validate as validate
 from nmt.config_choices import (
     Arch,
     AttentionalVector,
@@ -321,6 +318,11 @@ MOVED_KEYS = {
 def unknown_key_message(path: str) -> str:
     """The one line for an unknown key (``path`` dotted), naming the new key of a moved one."""
     moved = MOVED_KEYS.get(path)
+    if path == "train.batch_size":  # translation never read it: point at what it does read
+        return (
+            f"unknown config key '{path}': translation batches by train.max_tokens or "
+            f"train.max_sentences; the char LM's streams are {moved}"
+        )
     if moved:
         return f"unknown config key '{path}': did you mean {moved}? (it moved; see nmt/config.py)"
     return f"unknown config key '{path}': check its spelling (see nmt/config.py)"
@@ -358,17 +360,14 @@ def from_plain(data: dict[str, Any]) -> DictConfig:
     a key's choices still fail; the choices' strings become their Enum members; keys of
     :data:`MOVED_KEYS` written under their old names are read at their new places)."""
     data = upgrade_plain(data)
-    train = data.get("train")
-    if isinstance(train, dict) and isinstance(train.get("optimizer"), str):
-        # Matched without regard to case before it was a choice: "Adam" in old checkpoints.
-        data = {**data, "train": {**train, "optimizer": train["optimizer"].lower()}}
     base = OmegaConf.structured(Config)
     return OmegaConf.merge(base, data)  # type: ignore[return-value]
 
 
 def upgrade_plain(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` (a plain config, e.g. an old checkpoint's) with each key of
-    :data:`MOVED_KEYS` moved to its new place; ``data`` itself is not changed."""
+    """``data`` (a plain config, e.g. an old checkpoint's or run record's) as this version
+    writes it: each key of :data:`MOVED_KEYS` at its new place, ``train.optimizer`` lowercased;
+    ``data`` itself is not changed."""
     out = dict(data)
     for old, new in MOVED_KEYS.items():
         section, key = old.split(".")
@@ -382,4 +381,8 @@ def upgrade_plain(data: dict[str, Any]) -> dict[str, Any]:
             node[part] = dict(node[part]) if isinstance(node.get(part), dict) else {}
             node = node[part]
         node.setdefault(leaf, value)  # a value already at the new place wins
+    train = out.get("train")
+    if isinstance(train, dict) and isinstance(train.get("optimizer"), str):
+        # Matched without regard to case before it was a choice: "Adam" in old checkpoints.
+        out["train"] = {**train, "optimizer": train["optimizer"].lower()}
     return out

@@ -27,7 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.config_choices import Choice
-from nmt.data.vector_sets import VECTOR_SETS
+from nmt.data import vector_sets  # the registry is looked up when used (tests swap it)
 from nmt.errors import ConfigError
 
 
@@ -193,7 +193,7 @@ def check_embeddings(emb_cfg: Any, sides: set[str], shared: bool) -> None:
         if cfg.init == "pretrained" and not cfg.vectors:
             raise ConfigError(
                 f"embeddings.{side}.init=pretrained needs embeddings.{side}.vectors=NAME "
-                f"({' or '.join(VECTOR_SETS)})"
+                f"({' or '.join(vector_sets.VECTOR_SETS)})"
             )
         if (effective_init(cfg) != "random" or cfg.freeze) and side not in sides:
             raise ConfigError(

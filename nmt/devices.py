@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from nmt.config_choices import Device
 from nmt.errors import ConfigError
 
-DEVICE_KINDS = ("auto", "cpu", "cuda")
+DEVICE_KINDS = Device.values()  # the config's choices (nmt/config_choices.py)
 
 
 def resolve_device(name: str, key: str) -> torch.device:

@@ -23,8 +23,8 @@ from nmt.config import (
     from_plain,
     register_configs,
     to_plain,
-    validate,
 )
+from nmt.config_checks import validate
 from nmt.config_choices import Cell, Choice, DecodeMethod, Optimizer
 from nmt.errors import ConfigError
 

@@ -280,3 +280,16 @@ def test_every_model_option_builds_normalizes_and_trains(option):
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     cell = {"lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}.get(cfg.model.cell, torch.nn.GRU)
     assert any(isinstance(m, cell) for m in model.modules())
+
+
+@pytest.mark.parametrize("attention", ["bahdanau", "luong_concat", "luong_general", "luong_dot"])
+def test_encoder_keys_are_the_plain_source_side_of_every_score(attention):
+    """EncoderOutput.keys means one thing for every attention: what the (projected) query is
+    compared with, W_k m + b, W m or m itself (no factor of the additive kernel's sigmoid form)."""
+    model = make(attention=attention)
+    src, src_len = padded(SRC)
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        proj = model.decoder.attention.key_proj if attention != "luong_dot" else None
+        want = enc.memory if proj is None else proj(enc.memory)
+    torch.testing.assert_close(enc.keys, want)

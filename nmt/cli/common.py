@@ -25,8 +25,8 @@ from omegaconf.errors import (
 
 from nmt.config import check_known_keys, conf_dir, register_configs, unknown_key_message
 from nmt.errors import NMTError, first_line
+from nmt.logs import log_handler
 from nmt.outputs import check_output_folder, missing_folders
-from nmt.train.metrics import log_handler
 
 FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nmt.config import check_data_config
+from nmt.config_checks import check_data_config
 from nmt.data.cleaning import clean_text
 from nmt.data.download import fetch, sha256_file
 from nmt.data.readers import decode_lines, read_lines, read_parallel, read_tsv, split_tsv

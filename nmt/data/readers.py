@@ -13,10 +13,11 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
+from nmt.config_choices import BadUtf8
 from nmt.errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
-BAD_UTF8_MODES = ("error", "replace")
+BAD_UTF8_MODES = BadUtf8.values()  # the config's choices (nmt/config_choices.py)
 
 
 def read_bytes(path: str | Path) -> bytes:

@@ -23,11 +23,12 @@ import sentencepiece as spm
 import torch
 
 from nmt.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from nmt.config_choices import PieceModel
 from nmt.data.cleaning import clean_text
 from nmt.errors import ConfigError, DataError
 from nmt.outputs import write_atomic
 
-MODEL_TYPES = ("unigram", "bpe", "char", "word")
+MODEL_TYPES = PieceModel.values()  # the config's choices (nmt/config_choices.py)
 N_SPECIAL = 4
 FORMAT_VERSION = 1
 SPM_SEED = 1234

@@ -12,9 +12,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nmt.config_choices import AttentionKind
 from nmt.ops import additive_scores
 
-ATTENTIONS = ("none", "bahdanau", "luong_dot", "luong_general", "luong_concat")
+ATTENTIONS = AttentionKind.values()  # the config's choices (nmt/config_choices.py)
 
 
 class Attention(nn.Module):

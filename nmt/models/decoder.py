@@ -6,8 +6,11 @@ attentional vector ``tanh(W [h; context])`` is the output feature (``W [h; conte
 no tanh, with ``attentional_vector="linear"``, as OpenNMT-py and eole do). Without attention
 the feature is ``h`` itself.
 
-:meth:`Decoder.step` is the one step function used by training (input feeding) and every
-search, so they can never disagree. Without input feeding no step depends on the previous
+:meth:`Decoder.step` is the model's one step function, used by training (input feeding) and
+by every search. For a 1-layer GRU the Translator searches through
+:class:`~nmt.search.table_step.TableStepSeq2Seq`, which takes the embedding half of the
+GRU's input gates from a table and is tested equal to this step
+(``tests/test_search_table_step.py``). Without input feeding no step depends on the previous
 output, so :meth:`Decoder.features` runs the RNN over the whole target in ONE call and
 attends for all steps with batched matmuls -- no Python loop over time.
 """

@@ -14,9 +14,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from nmt.config_choices import Cell
+
 RNNState = Tensor | tuple[Tensor, Tensor]
 
-CELLS = ("rnn", "gru", "lstm")
+CELLS = Cell.values()  # the config's choices (nmt/config_choices.py)
 
 
 def make_rnn(

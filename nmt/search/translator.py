@@ -16,8 +16,8 @@ from torch import Tensor
 from nmt.config import DecodeConfig
 from nmt.data.batching import inference_batches, pad
 from nmt.search import search
-from nmt.search.folded import for_search
 from nmt.search.hypothesis import Hypothesis
+from nmt.search.table_step import search_view
 from nmt.search.workers import search_in_workers
 
 
@@ -35,9 +35,9 @@ class Translator:
     """Translate raw sentences with a trained model (or an :class:`~nmt.search.ensemble.Ensemble`).
 
     A Translator decodes the weights its model has at its first translation: its search
-    view of the model (:func:`~nmt.search.folded.for_search`, a GRU gate table) is made then
-    and kept. After changing the weights, make a new Translator (training's validation makes
-    one per validation).
+    view of the model (:func:`~nmt.search.table_step.search_view`, a GRU gate table) is made then
+    and kept. After changing the weights, make a new Translator. A model handed over in
+    training mode (training's validation) gets a new view at every call.
 
     Args:
         model: on ``device`` (put in eval mode while translating).
@@ -101,10 +101,9 @@ class Translator:
             for batch in inference_batches(lengths, self.batch_budget(), self.cfg.max_sentences)
         ]
         try:
-            if self._search_model is None:  # ~2 GFLOP for the reference model: once
-                self._search_model = for_search(self.model)
+            model = self._search_view(was_training)
             for key, nbest in self._search(
-                self._search_model, [[encoded[i] for i in b] for b in batches], return_attention
+                model, [[encoded[i] for i in b] for b in batches], return_attention
             ):
                 for i, hyps in zip(batches[key], nbest):
                     results[i] = [
@@ -117,6 +116,16 @@ class Translator:
             if was_training:
                 self.model.train()
         return results
+
+    def _search_view(self, was_training: bool) -> torch.nn.Module:
+        """The model as search runs it (:func:`~nmt.search.table_step.search_view`; its gate table
+        is ~2 GFLOP for the reference model), made at the first translation and kept, unless
+        the model came in training mode: it is being trained, so each call makes its own."""
+        if was_training:
+            return search_view(self.model)
+        if self._search_model is None:
+            self._search_model = search_view(self.model)
+        return self._search_model
 
     def _search(
         self, model, batches: list[list[list[int]]], return_attention: bool

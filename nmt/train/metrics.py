@@ -16,7 +16,6 @@ from tqdm import tqdm
 log = logging.getLogger("nmt.train")
 
 METRICS_NAME = "metrics.jsonl"
-LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 
 
 class MetricsWriter:
@@ -96,9 +95,11 @@ class Interval:
         self.tokens = 0
         self.start = time.perf_counter()
 
-    def add(self, loss_sum, nll_sum) -> None:
+    def add(self, loss_sum, nll_sum, tokens: int) -> None:
+        """One micro-batch: its summed loss and NLL (tensors) and its target tokens."""
         self.loss += loss_sum.detach()
         self.nll += nll_sum.detach()
+        self.tokens += tokens
 
     def exclude(self, seconds: float) -> None:
         """Keep time spent elsewhere (validation, checkpoints) out of the throughput."""
@@ -161,17 +162,6 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-
-
-def log_handler(target: Any) -> logging.Handler:
-    """A handler in nmt's log format: to a stream (console) or, given a path, to that file
-    (appended)."""
-    if isinstance(target, (str, Path)):
-        handler: logging.Handler = logging.FileHandler(target, encoding="utf-8")
-    else:
-        handler = logging.StreamHandler(target)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    return handler
 
 
 class Every:

@@ -14,10 +14,11 @@ import torch
 from torch import nn
 
 from nmt.config import TrainConfig
+from nmt.config_choices import Schedule
 from nmt.errors import ConfigError
 from nmt.train.metrics import improves
 
-SCHEDULES = ("constant", "inverse_sqrt", "plateau", "cosine")
+SCHEDULES = Schedule.values()  # the config's choices (nmt/config_choices.py)
 
 
 def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:

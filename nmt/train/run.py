@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from nmt.config import validate
+from nmt.config_checks import validate
 from nmt.devices import resolve_device
 from nmt.errors import NMTError
 from nmt.train import checkpoint as ckpt

@@ -21,9 +21,9 @@ from omegaconf import OmegaConf
 
 from nmt.config import to_plain, upgrade_plain
 from nmt.errors import NMTError
+from nmt.logs import log_handler
 from nmt.outputs import write_text
 from nmt.train import checkpoint as ckpt
-from nmt.train.metrics import log_handler
 
 LOCK_NAME = "train.lock"
 LOG_NAME = "train.log"
@@ -35,7 +35,7 @@ def resolve_out_dir(out_dir: str | Path | None) -> Path:
         return Path(out_dir)
     try:
         return Path(HydraConfig.get().runtime.output_dir)
-    except (ImportError, ValueError):
+    except ValueError:  # not running under Hydra
         raise NMTError(
             "no output folder: run through nmt-train (Hydra) or call train(cfg, out_dir=...)"
         ) from None
@@ -250,7 +250,7 @@ def hydra_overrides() -> list[str] | None:
     """The command line's overrides when running under Hydra, else None."""
     try:
         return list(HydraConfig.get().overrides.task)
-    except (ImportError, ValueError):
+    except ValueError:  # not running under Hydra
         return None
 
 

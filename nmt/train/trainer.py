@@ -101,7 +101,8 @@ class Trainer:
         Gradients are normalized by the target-token count of all accumulated micro-batches
         (on all ranks), so two batches of B accumulate to exactly one batch of 2B.
         """
-        n_tokens = sum(self.task.n_tokens(item) for item in items)
+        counts = [self.task.n_tokens(item) for item in items]
+        n_tokens = sum(counts)
         total = n_tokens
         if self.info.enabled:
             t = torch.tensor([float(n_tokens)], device=self._flag_device())
@@ -115,7 +116,7 @@ class Trainer:
                 with self._autocast():
                     loss_sum, nll_sum = self._forward(item)
                 self.scaler.scale(loss_sum * scale).backward()
-            self.interval.add(loss_sum, nll_sum)
+            self.interval.add(loss_sum, nll_sum, counts[i])
         self.scaler.unscale_(self.optimizer)
         max_norm = self.tc.clip_norm if self.tc.clip_norm > 0 else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
@@ -127,7 +128,6 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.schedule.step()
-        self.interval.tokens += n_tokens
         self.tokens_total += int(total)  # all ranks
         self.step += 1
         if self.device.type == "cpu":
@@ -295,8 +295,9 @@ class Trainer:
             if improved:
                 ckpt.save_checkpoint(self.out / ckpt.BEST, self.checkpoint(full=False))
             self.save_last()
-            payload = self.checkpoint(full=False)
-            ckpt.save_step_checkpoint(self.out, self.step, payload, self.tc.keep_last)
+            if self.tc.keep_last > 0:
+                payload = self.checkpoint(full=False)
+                ckpt.save_step_checkpoint(self.out, self.step, payload, self.tc.keep_last)
         self.stop_reason = self.stop_reason or early_stop_reason(
             self.tc, self.bad_validations, self.task.metric_name
         )

@@ -1,4 +1,4 @@
-"""Search's table-step view of a model (nmt/search/folded.py) against the model's own step,
+"""Search's table-step view of a model (nmt/search/table_step.py) against the model's own step,
 on the real ``build_model`` network, before and after ``load_state_dict``."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import torch
 
 from nmt.config import BOS_ID, DecodeConfig
 from nmt.data.batching import pad
-from nmt.search import folded, search
+from nmt.search import search, table_step
 from nmt.search.ensemble import Ensemble
-from nmt.search.folded import TableStepSeq2Seq, for_search
+from nmt.search.table_step import TableStepSeq2Seq, search_view
 from nmt.search.translator import Translator
 from tests.test_search_real_model import batch, tiny_model
 
@@ -49,19 +49,17 @@ def test_table_step_equals_the_model_step_also_after_load_state_dict(feed):
     src, lengths = batch()
     tokens = _tokens(src.size(0))
     with torch.inference_mode():
-        folded = for_search(model)
-        assert isinstance(folded, TableStepSeq2Seq)
-        _assert_same_steps(
-            _steps(folded, src, lengths, tokens), _steps(model, src, lengths, tokens)
-        )
+        view = search_view(model)
+        assert isinstance(view, TableStepSeq2Seq)
+        _assert_same_steps(_steps(view, src, lengths, tokens), _steps(model, src, lengths, tokens))
 
     # New weights (another seed, as a checkpoint would bring): a new view equals the new
     # plain step; the old view still holds the old table, so it must be rebuilt.
     model.load_state_dict(tiny_model(input_feeding=feed, seed=7).state_dict())
     with torch.inference_mode():
         plain = _steps(model, src, lengths, tokens)
-        _assert_same_steps(_steps(for_search(model), src, lengths, tokens), plain)
-        stale = _steps(folded, src, lengths, tokens)[0][1][0]
+        _assert_same_steps(_steps(search_view(model), src, lengths, tokens), plain)
+        stale = _steps(view, src, lengths, tokens)[0][1][0]
         assert not torch.allclose(stale, plain[0][1][0], atol=1e-3)
 
 
@@ -71,8 +69,9 @@ def test_searches_through_the_table_step_find_the_same_hypotheses(method, beam):
     src, lengths = batch(n=8)
     cfg = DecodeConfig(method=method, beam_size=beam, n_best=beam, max_len_a=2.0)
     plain = search(model, src, lengths, cfg)
-    folded = search(for_search(model), src, lengths, cfg)
-    for hyps_a, hyps_b in zip(plain, folded):
+    through_view = search(search_view(model), src, lengths, cfg)
+    assert len(plain) == len(through_view) == src.size(0)
+    for hyps_a, hyps_b in zip(plain, through_view):
         assert [h.tokens for h in hyps_a] == [h.tokens for h in hyps_b]
         assert [h.score for h in hyps_a] == pytest.approx([h.score for h in hyps_b], abs=1e-4)
 
@@ -88,23 +87,23 @@ def test_models_the_table_does_not_fit_keep_their_own_step(why, monkeypatch):
         "autocast": tiny_model,
         "vocabulary too large": tiny_model,
     }[why]()
-    assert isinstance(for_search(tiny_model()), TableStepSeq2Seq)  # the control
+    assert isinstance(search_view(tiny_model()), TableStepSeq2Seq)  # the control
     if why == "vocabulary too large":
-        monkeypatch.setattr("nmt.search.folded.TABLE_MAX_ELEMENTS", 19 * 48 - 1)
+        monkeypatch.setattr("nmt.search.table_step.TABLE_MAX_ELEMENTS", 19 * 48 - 1)
     if why == "autocast":
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            assert for_search(model) is model
+            assert search_view(model) is model
     else:
-        assert for_search(model) is model
+        assert search_view(model) is model
 
 
 def test_an_ensemble_gets_a_table_step_per_member():
     members = [tiny_model(seed=1), tiny_model(cell="lstm", seed=2)]
     ens = Ensemble(members)
-    view = for_search(ens)
+    view = search_view(ens)
     assert isinstance(view.members[0], TableStepSeq2Seq) and view.members[0].model is members[0]
     assert view.members[1] is members[1]
-    assert for_search(Ensemble([members[1]])).members[0] is members[1]
+    assert search_view(Ensemble([members[1]])).members[0] is members[1]
     src, lengths = batch()
     tokens = _tokens(src.size(0), steps=4)
     with torch.inference_mode():
@@ -128,13 +127,13 @@ class _Digits:
 
 def test_a_translator_builds_its_view_once_and_a_new_one_sees_new_weights(monkeypatch):
     built = []
-    real = folded.TableStepSeq2Seq.__init__
+    real = table_step.TableStepSeq2Seq.__init__
 
     def counting(self, model):
         built.append(model)
         real(self, model)
 
-    monkeypatch.setattr(folded.TableStepSeq2Seq, "__init__", counting)
+    monkeypatch.setattr(table_step.TableStepSeq2Seq, "__init__", counting)
     model = tiny_model(input_feeding=True)
     lines = ["5 6 7", "8 9 10 11 12", "4 13"]
     cfg = DecodeConfig(method="beam", beam_size=3, max_len_a=2.0)

@@ -2,12 +2,12 @@
 
 A search calls the decoder step ~25 times per batch with weights that do not change, so the
 embedding half of a 1-layer GRU's input projection can be a table lookup
-(:mod:`nmt.ops.gru_gates`). :func:`for_search` builds that table once from the weights the
+(:mod:`nmt.ops.gru_gates`). :func:`search_view` builds that table once from the weights the
 model has *now* and returns an object with the model's own search contract (``encode``,
 ``init_state``, ``reorder_state``, ``step``); the model itself keeps one step function, the
-one training uses. The :class:`~nmt.search.translator.Translator` calls :func:`for_search` at
-its first translation and keeps the view; training's validation makes a new Translator each
-time, so it always decodes the current weights.
+one training uses. The :class:`~nmt.search.translator.Translator` calls :func:`search_view` at
+its first translation and keeps the view (a model being trained, handed over in training
+mode, gets a new view at every call), so validation always decodes the current weights.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from nmt.search.ensemble import Ensemble
 TABLE_MAX_ELEMENTS = 1 << 24  # 64 MiB of fp32: larger vocabularies keep the plain step
 
 
-def for_search(model: nn.Module) -> nn.Module:
+def search_view(model: nn.Module) -> nn.Module:
     """``model`` for a search: a :class:`TableStepSeq2Seq` where it applies (also to each
     member of an :class:`Ensemble`), else ``model`` itself. Call it in eval mode, after
     the last weight update."""
     if isinstance(model, Ensemble):
-        members = [for_search(m) for m in model.members]
+        members = [search_view(m) for m in model.members]
         if all(new is old for new, old in zip(members, model.members)):
             return model
         return Ensemble(members)
@@ -57,7 +57,7 @@ class TableStepSeq2Seq(nn.Module):
     """A frozen :class:`Seq2Seq` whose ``step`` takes ``W_e embed(prev) + b_ih`` from a
     ``(vocab, 3 * hidden)`` table made at construction; everything else is the model's.
 
-    Its ``step`` equals ``model.step`` up to float rounding (``tests/test_search_folded.py``,
+    Its ``step`` equals ``model.step`` up to float rounding (``tests/test_search_table_step.py``,
     also after ``load_state_dict``: build a new one from the new weights)."""
 
     def __init__(self, model: Seq2Seq) -> None:
@@ -66,9 +66,9 @@ class TableStepSeq2Seq(nn.Module):
         dec = model.decoder
         with torch.no_grad():
             ids = torch.arange(dec.embed.vocab_size, device=dec.rnn.weight_ih_l0.device)
-            self.gate_table = input_gate_table(
-                dec.embed(ids), dec.rnn.weight_ih_l0, dec.rnn.bias_ih_l0
-            )  # (vocab, 3 * hidden)
+            table = input_gate_table(dec.embed(ids), dec.rnn.weight_ih_l0, dec.rnn.bias_ih_l0)
+        # A buffer, so .to(device) moves it with the model; derived, so never saved.
+        self.register_buffer("gate_table", table, persistent=False)  # (vocab, 3 * hidden)
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOutput:
         return self.model.encode(src, src_lengths)
