@@ -15,6 +15,7 @@ COMMANDS = {
     "score": ("nmt.cli.score", "sacreBLEU BLEU, chrF and TER of a hypothesis file"),
     "generate": ("nmt.cli.generate", "sample text from a character language model"),
     "average": ("nmt.cli.average", "average the weights of a run's checkpoints"),
+    "report": ("nmt.cli.report", "compare runs: a Markdown table, learning curves"),
     "bench": ("nmt.cli.bench", "speed benchmark of the reference model (JSON)"),
 }
 
