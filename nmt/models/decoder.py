@@ -118,7 +118,15 @@ class Decoder(nn.Module):
         if self.input_feeding:
             x = torch.cat([x, state.feed], dim=-1)
         out, hidden = self.rnn(x.unsqueeze(1), state.hidden)
-        feat, attn = self.attend(out.squeeze(1), enc)
+        return self.after_rnn(out.squeeze(1), hidden, enc)
+
+    def after_rnn(
+        self, h: Tensor, hidden: RNNState, enc: EncoderOutput | None
+    ) -> tuple[Tensor, Tensor | None, DecoderState]:
+        """The rest of a step once the RNN has run: its top output ``h (batch, hidden)``
+        attends; ``hidden`` (and the feature, with input feeding) is the next state. Shared
+        with search's table step (:mod:`nmt.search.table_step`)."""
+        feat, attn = self.attend(h, enc)
         return feat, attn, DecoderState(hidden, feat if self.input_feeding else None)
 
     def features(

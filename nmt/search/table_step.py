@@ -91,6 +91,5 @@ class TableStepSeq2Seq(nn.Module):
             w_feed = rnn.weight_ih_l0[:, dec.embed.emb_dim :]
             gates = torch.addmm(gates, state.feed, w_feed.t())
         h = gru_from_input_gates(gates, state.hidden[0], rnn.weight_hh_l0, rnn.bias_hh_l0)
-        feat, attn = dec.attend(h, enc)
-        next_state = DecoderState(h.unsqueeze(0), feat if dec.input_feeding else None)
+        feat, attn, next_state = dec.after_rnn(h, h.unsqueeze(0), enc)
         return self.model.log_probs(feat), attn, next_state
