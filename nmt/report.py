@@ -1,5 +1,5 @@
 """Comparing training runs (``nmt-report``): run folders -> rows -> a Markdown table and the
-learning curves (BLEU by source length: :mod:`nmt.report_lengths`).
+learning curves (:mod:`nmt.report_plots`; BLEU by source length: :mod:`nmt.report_lengths`).
 
 A run folder is what ``nmt-train`` writes: ``metrics.jsonl`` (required), ``.hydra/`` (config,
 overrides, group choices), ``best.pt``/``last.pt`` and, after ``nmt-evaluate``, ``eval/``.
@@ -12,7 +12,6 @@ import math
 import os
 import re
 import statistics
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ from omegaconf import OmegaConf
 
 from nmt.config import upgrade_plain
 from nmt.errors import NMTError
-from nmt.outputs import replacing
 from nmt.train.checkpoint import BEST, LAST, load_checkpoint
 from nmt.train.metrics import METRICS_NAME, format_seconds, read_metrics
 
@@ -348,52 +346,3 @@ def number(value: float | None, fmt: str) -> str:
 
 def cells_row(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-
-# --- learning curves ------------------------------------------------------------------------
-
-
-def plot_curves(
-    runs: list[Run], rows: list[dict[str, Any]], path: Path, title: str | None = None
-) -> None:
-    """One PNG: the validation metric against wall time and against updates, a line per run
-    (labelled with its name and differing settings)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    metric = rows[0]["metric"]
-    by_name = {run.name: run for run in runs}
-    fig, (by_time, by_step) = plt.subplots(1, 2, figsize=(12, 4.5))
-    if title:
-        fig.suptitle(title)
-    columns = 1 if len(rows) <= 4 else 2
-    longest = max((r["wall_s"] or 0 for r in rows), default=0)
-    unit, per = (
-        ("seconds", 1) if longest < 120 else ("minutes", 60) if longest < 7200 else ("hours", 3600)
-    )
-    for i, row in enumerate(rows):  # in the table's order, so the legend reads like it
-        points = [
-            (e, r)
-            for e, r in with_elapsed(by_name[row["run"]].records)
-            if r.get("split") == "valid" and metric in r
-        ]
-        settings = " ".join(f"{k}={v}" for k, v in row["settings"].items())
-        label = textwrap.fill(f"{row['run']} {settings}", 150 // columns, subsequent_indent="  ")
-        style = {"marker": "o", "ms": 3, "ls": ("-", "--", ":", "-.")[i // 10 % 4]}
-        steps, values = [r["step"] for _, r in points], [r[metric] for _, r in points]
-        line = by_step.plot(steps, values, label=label, **style)[0]
-        timed = [(e / per, r[metric]) for e, r in points if e is not None]
-        if timed:
-            by_time.plot(*zip(*timed), color=line.get_color(), **style)
-    by_time.set_xlabel(f"wall time ({unit})")
-    by_step.set_xlabel("updates")
-    for ax in (by_time, by_step):
-        ax.set_ylabel(f"validation {LABELS[metric]}")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=columns, fontsize="small")
-    with replacing(path) as f:  # the legend sits below the axes: "tight" keeps it
-        fig.savefig(f, dpi=100, format="png", bbox_inches="tight")
-    plt.close(fig)

@@ -270,3 +270,36 @@ def test_help_has_examples_and_python_m_nmt_knows_the_command(capsys):
     out = capsys.readouterr().out
     assert "nmt-report runs/a runs/b" in out.split("examples:")[1]
     assert COMMANDS["report"][0] == "nmt.cli.report"  # python -m nmt report
+
+
+def test_plot_adds_a_gradient_norm_panel_when_runs_logged_norms(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from nmt.report import build_rows, read_runs
+    from nmt.report_plots import plot_curves
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    for name, norms in (("rnn", [9.0, 40.0]), ("gru", [2.0, 1.5])):
+        records = [
+            {
+                "split": "train",
+                "step": 5 * (i + 1),
+                "elapsed": 1.0 + i,
+                "tgt_tok_s": 9,
+                "loss": 3.0,
+                "grad_norm": g,
+            }
+            for i, g in enumerate(norms)
+        ] + [{"split": "valid", "step": 10, "bleu": 1.0, "loss": 2.0}]
+        write_run(tmp_path / "with" / name, records)
+    write_run(tmp_path / "without" / "a", [{"split": "valid", "step": 10, "bleu": 1.0}])
+    for folder, panels in (("with", 3), ("without", 2)):
+        runs = read_runs([tmp_path / folder])
+        plot_curves(runs, build_rows(runs, "bleu"), tmp_path / f"{folder}.png")
+        axes = figures[-1].axes
+        assert len(axes) == panels and (tmp_path / f"{folder}.png").stat().st_size > 1000
+    norm_axis = figures[0].axes[2]
+    assert norm_axis.get_yscale() == "log" and "gradient norm" in norm_axis.get_ylabel()
+    plotted = sorted(tuple(line.get_ydata()) for line in norm_axis.get_lines())
+    assert plotted == [(2.0, 1.5), (9.0, 40.0)]

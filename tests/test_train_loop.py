@@ -7,6 +7,7 @@ cores are not oversubscribed.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import socket
 import subprocess
@@ -68,6 +69,8 @@ def test_loss_goes_down_and_run_folder_is_complete(tiny_parallel, tmp_path):
     losses = [r["loss"] for r in records if r["split"] == "train"]
     assert len(losses) == 6
     assert losses[-1] < losses[0] - 0.3
+    norms = [r["grad_norm"] for r in records if r["split"] == "train"]
+    assert all(math.isfinite(n) and n > 0 for n in norms) and len(set(norms)) == 6
     valid = [r for r in records if r["split"] == "valid"]
     assert [r["step"] for r in valid] == [15, 29, 30]  # every 15 steps, epoch end, the end
     assert all({"loss", "ppl", "bleu", "chrf"} <= r.keys() for r in valid)

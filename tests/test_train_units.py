@@ -12,7 +12,7 @@ from torch import nn
 from nmt.config import PAD_ID, TrainConfig
 from nmt.errors import ConfigError
 from nmt.train.loss import LMObjective, Seq2SeqObjective
-from nmt.train.metrics import MetricsWriter, read_metrics
+from nmt.train.metrics import Interval, MetricsWriter, read_metrics
 from nmt.train.optim import LRSchedule, build_optimizer
 from nmt.train.plots import plot_curves
 
@@ -186,3 +186,15 @@ def test_fused_adam_is_used_on_cpu_and_matches_the_reference_loop(name):
             opt.step()
     for a, b in zip(fused_params, plain_params):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_interval_averages_finite_gradient_norms_of_its_updates():
+    interval = Interval("cpu")
+    interval.add(torch.tensor(4.0), torch.tensor(4.0), 2)
+    assert "grad_norm" not in interval.values(2)  # no update yet: no norm to report
+    for norm in (1.0, float("inf"), 3.0):  # an overflowed fp16 step is left out
+        interval.add_grad_norm(torch.tensor(norm))
+    assert interval.values(2)["grad_norm"] == pytest.approx(2.0)
+    interval.reset()
+    interval.add_grad_norm(torch.tensor(5.0))
+    assert interval.values(1)["grad_norm"] == pytest.approx(5.0)

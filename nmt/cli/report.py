@@ -23,11 +23,11 @@ from nmt.report import (
     build_rows,
     default_metric,
     markdown_table,
-    plot_curves,
     read_runs,
     sort_rows,
 )
 from nmt.report_lengths import DEFAULT_EDGES, bucket_scores, buckets_table, parse_edges
+from nmt.report_plots import plot_curves
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

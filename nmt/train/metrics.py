@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 log = logging.getLogger("nmt.train")
@@ -81,8 +82,9 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 class Interval:
-    """The training loss, NLL and target tokens since the last logged line, and the time they
-    took (validation excluded): what a progress line and a ``train`` record average."""
+    """The training loss, NLL and target tokens since the last logged line, the mean gradient
+    norm of its updates (before clipping), and the time they took (validation excluded): what
+    a progress line and a ``train`` record average."""
 
     def __init__(self, device) -> None:
         self.device = device
@@ -93,6 +95,8 @@ class Interval:
         self.loss = torch.zeros((), device=self.device)
         self.nll = torch.zeros((), device=self.device)
         self.tokens = 0
+        self.grad_norm = torch.zeros((), device=self.device)
+        self.updates = torch.zeros((), device=self.device)
         self.start = time.perf_counter()
 
     def add(self, loss_sum, nll_sum, tokens: int) -> None:
@@ -100,6 +104,13 @@ class Interval:
         self.loss += loss_sum.detach()
         self.nll += nll_sum.detach()
         self.tokens += tokens
+
+    def add_grad_norm(self, norm: Tensor) -> None:
+        """One update's total gradient norm before clipping (the vanishing/exploding-gradient
+        curve); non-finite norms (skipped fp16 steps) are left out."""
+        finite = torch.isfinite(norm)
+        self.grad_norm += torch.where(finite, norm.detach().float(), 0.0)
+        self.updates += finite.float()
 
     def exclude(self, seconds: float) -> None:
         """Keep time spent elsewhere (validation, checkpoints) out of the throughput."""
@@ -110,12 +121,16 @@ class Interval:
         seconds = max(time.perf_counter() - self.start, 1e-9)
         n = max(self.tokens, 1)
         nll = float(self.nll.item()) / n
-        return {
+        values = {
             "loss": float(self.loss.item()) / n,
             "nll": nll,
             "ppl": safe_exp(nll),
             "tgt_tok_s": tokens_all_ranks / seconds,
         }
+        updates = float(self.updates.item())
+        if updates:
+            values["grad_norm"] = float(self.grad_norm.item()) / updates
+        return values
 
 
 class Progress:
@@ -148,6 +163,8 @@ class Progress:
             f"ppl {values['ppl']:.2f} | lr {values['lr']:.2e} | "
             f"tgt tok/s {values['tgt_tok_s']:.0f} | elapsed {format_seconds(values['elapsed'])}"
         )
+        if "grad_norm" in values:
+            line += f" | grad norm {values['grad_norm']:.3g}"
         emit(line)
 
     def message(self, text: str) -> None:

@@ -120,6 +120,7 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)
         max_norm = self.tc.clip_norm if self.tc.clip_norm > 0 else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        self.interval.add_grad_norm(norm)
         bad = ~torch.isfinite(loss_sum.detach())
         if self.tc.precision != "fp16":  # fp16 overflows are expected; the scaler skips them
             bad = bad | ~torch.isfinite(norm)
