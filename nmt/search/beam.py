@@ -17,6 +17,12 @@ of sentence ``n`` is row ``n*K + k``). Each step:
    (EOS is forced there). Finished sentences leave the batch (``enc.index_select``).
 
 The only Python loops outside the time loop run over newly finished hypotheses.
+
+Target prefixes (:mod:`nmt.search.prefix`) force each row's first tokens in step 1. With
+terminology constraints (:mod:`nmt.search.lexical_constraints`) step 2 is dynamic beam
+allocation, the rows carry a constraint state that step 4 reorders, and the n-best lists put
+the hypotheses meeting every constraint first. When no sentence of the batch has a prefix or
+a constraint, none of that code runs: the search is the plain one, bit for bit.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from torch import Tensor
 from nmt.config import BOS_ID, EOS_ID, DecodeConfig
 from nmt.search.constraints import constrain
 from nmt.search.hypothesis import Hypothesis, coverage_penalty, length_penalty, max_output_lengths
+from nmt.search.lexical_constraints import LexicalConstraints
+from nmt.search.prefix import Prefix
 
 NEG_INF = float("-inf")
 
@@ -58,6 +66,7 @@ class Beams:
     sent_list: list[int] = field(default_factory=list)
     attn_hist: Tensor | None = None  # (N*W, t, S) when attention is returned
     coverage: Tensor | None = None  # (N*W, S) summed attention, for the coverage penalty
+    lexical: LexicalConstraints | None = None  # the rows' constraint state, when constrained
 
 
 @dataclass
@@ -73,23 +82,40 @@ class Candidates:
 
 @torch.inference_mode()
 def beam_search(
-    model, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig, return_attention: bool = False
+    model,
+    src: Tensor,
+    src_lengths: Tensor,
+    cfg: DecodeConfig,
+    return_attention: bool = False,
+    prefixes: list[list[int]] | None = None,
+    constraints: list[list[list[int]]] | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search for a batch ``src (B, S)``, ``src_lengths (B,)``.
 
-    The beam is ``max(cfg.beam_size, cfg.n_best)`` wide.
+    The beam is ``max(cfg.beam_size, cfg.n_best)`` wide. ``prefixes`` (per sentence, token
+    ids forced first: :mod:`nmt.search.prefix`) and ``constraints`` (per sentence, token-id
+    phrases the output must contain: :mod:`nmt.search.lexical_constraints`) are optional;
+    when no sentence has one, the search runs exactly as without them.
 
     Returns:
         per sentence, its ``cfg.n_best`` best finished hypotheses, best first.
     """
     n_best = max(1, cfg.n_best)
     K = max(cfg.beam_size, n_best)
-    beams = start_beams(model, src, src_lengths, cfg)
+    prefix = Prefix.of(prefixes, src.size(0), src.device)
+    beams = start_beams(model, src, src_lengths, cfg, prefix)
+    beams.lexical = LexicalConstraints.of(constraints, src.size(0), src.device)
     for t in range(int(beams.max_lens.max()) + 1):
-        # 1. one step of every row, then the rules
+        # 1. one step of every row, then the rules (and the prefixes)
         log_probs, attn, beams.state = model.step(beams.prev, beams.state, beams.enc)
+        log_probs = log_probs.float()
+        forcing = None
+        if prefix is not None:
+            forcing = prefix.forcing(
+                t, beams.sent.repeat_interleave(beams.scores.size(1)), log_probs
+            )
         log_probs = constrain(
-            log_probs.float(),
+            log_probs,
             t,
             beams.history if t > 0 else None,
             beams.row_max_lens,
@@ -97,23 +123,36 @@ def beam_search(
             cfg.suppress_unk,
             cfg.no_repeat_ngram_size,
         )
+        if forcing is not None:
+            forcing.apply(log_probs)
         if attn is not None:
             attn = attn.float()
             if cfg.coverage_penalty != 0.0:
                 beams.coverage = attn if beams.coverage is None else beams.coverage + attn
-        cand = top_candidates(beams.scores, log_probs, K)  # 2.
+        if beams.lexical is None:
+            cand = top_candidates(beams.scores, log_probs, K)  # 2.
+        else:  # 2. by dynamic beam allocation over the constraint tokens met
+            at_max = beams.row_max_lens <= t
+            cand = Candidates(*beams.lexical.candidates(beams.scores, log_probs, at_max, K))
         collect_finished(beams, cand, attn, t, K, n_best, cfg, return_attention)  # 3.
         if not advance(model, beams, cand, attn, t, K, cfg, return_attention):  # 4. and 5.
             break
-    return n_best_lists(beams.finished, src_lengths, n_best)
+    if beams.lexical is None:
+        return n_best_lists(beams.finished, src_lengths, n_best)
+    every = max(1, max(len(f) for f in beams.finished))
+    return beams.lexical.prefer_satisfied(n_best_lists(beams.finished, src_lengths, every), n_best)
 
 
-def start_beams(model, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig) -> Beams:
+def start_beams(
+    model, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig, prefix: Prefix | None = None
+) -> Beams:
     """Encode; the beam starts one hypothesis (BOS) wide, so the first step runs on ``B``
     rows, not ``B*K``."""
     B, device = src.size(0), src.device
     enc = model.encode(src, src_lengths)
     max_lens = max_output_lengths(src_lengths, cfg.max_len_a, cfg.max_len_b).clamp(min=cfg.min_len)
+    if prefix is not None:
+        max_lens = prefix.extend_max_lens(max_lens, cfg.max_len_b)
     return Beams(
         enc=enc,
         state=model.init_state(enc),
@@ -221,6 +260,8 @@ def advance(
         beams.enc = beams.enc.index_select(first.repeat_interleave(W_new))
         beams.row_max_lens = beams.max_lens.repeat_interleave(W_new)
     beams.state = model.reorder_state(beams.state, parent)
+    if beams.lexical is not None:
+        beams.lexical.follow(parent, new_tok.view(-1))
     beams.history = torch.cat([beams.history[parent], new_tok.view(-1, 1)], dim=1)
     if attn is not None and return_attention:
         now = attn[parent].unsqueeze(1)

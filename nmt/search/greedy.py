@@ -15,6 +15,7 @@ from torch import Tensor
 from nmt.config import BOS_ID, EOS_ID, PAD_ID, DecodeConfig
 from nmt.search.constraints import constrain
 from nmt.search.hypothesis import Hypothesis, length_penalty, max_output_lengths
+from nmt.search.prefix import Prefix
 
 # Chooses the next token of every row from its constrained ``(N, V)`` log-probabilities.
 Picker = Callable[[Tensor], Tensor]
@@ -28,12 +29,14 @@ def decode_rows(
     cfg: DecodeConfig,
     pick: Picker,
     return_attention: bool = False,
+    prefix: Prefix | None = None,
 ) -> list[Hypothesis]:
     """Emit one token per row per step with ``pick`` until every row has ended.
 
     Args:
         enc, state: the encoder output and decoder state of N rows.
         max_lens: ``(N,)`` most tokens per row before the forced EOS.
+        prefix: tokens forced at the start of row ``i`` (its sentence ``i``), or None.
     Returns:
         N hypotheses in row order; ``score`` is the model's log-probability of the tokens
         (EOS included), divided by the length penalty of ``cfg``.
@@ -51,8 +54,10 @@ def decode_rows(
     history = None  # (active, t): needed by the n-gram rule only
     for t in range(max_steps):
         log_probs, attn, state = model.step(prev, state, enc)
+        log_probs = log_probs.float()
+        forcing = prefix.forcing(t, rows, log_probs) if prefix is not None else None
         log_probs = constrain(
-            log_probs.float(),
+            log_probs,
             t,
             history,
             max_lens,
@@ -60,6 +65,8 @@ def decode_rows(
             cfg.suppress_unk,
             cfg.no_repeat_ngram_size,
         )
+        if forcing is not None:
+            forcing.apply(log_probs)
         tokens = pick(log_probs)
         out_tokens[rows, t] = tokens
         out_scores[rows] += log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
@@ -124,15 +131,26 @@ def start(model, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig, copies: in
 
 @torch.inference_mode()
 def greedy_search(
-    model, src: Tensor, src_lengths: Tensor, cfg: DecodeConfig, return_attention: bool = False
+    model,
+    src: Tensor,
+    src_lengths: Tensor,
+    cfg: DecodeConfig,
+    return_attention: bool = False,
+    prefixes: list[list[int]] | None = None,
 ) -> list[list[Hypothesis]]:
     """The most probable token at every step, for a batch ``src (B, S)``, ``src_lengths (B,)``.
+
+    ``prefixes`` (one token id list per sentence, ``[]`` for none) are forced first
+    (:mod:`nmt.search.prefix`); the hypotheses' tokens include them.
 
     Returns:
         ``B`` one-element lists (the same shape as beam search's n-best lists).
     """
+    prefix = Prefix.of(prefixes, src.size(0), src.device)
     enc, state, max_lens = start(model, src, src_lengths, cfg)
-    hyps = decode_rows(model, enc, state, max_lens, cfg, _argmax, return_attention)
+    if prefix is not None:
+        max_lens = prefix.extend_max_lens(max_lens, cfg.max_len_b)
+    hyps = decode_rows(model, enc, state, max_lens, cfg, _argmax, return_attention, prefix)
     if return_attention:
         trim_attention(hyps, src_lengths)
     return [[h] for h in hyps]

@@ -8,6 +8,7 @@ from torch import Tensor
 from nmt.config import DecodeConfig
 from nmt.search.greedy import decode_rows, start, trim_attention
 from nmt.search.hypothesis import Hypothesis
+from nmt.search.prefix import Prefix
 
 
 def filter_logits(log_probs: Tensor, temperature: float, top_k: int, top_p: float) -> Tensor:
@@ -34,11 +35,15 @@ def sample_search(
     cfg: DecodeConfig,
     return_attention: bool = False,
     generator: torch.Generator | None = None,
+    prefixes: list[list[int]] | None = None,
 ) -> list[list[Hypothesis]]:
-    """Draw ``cfg.n_best`` samples per sentence (best model score first).
+    """Draw ``cfg.n_best`` samples per sentence (best model score first) for a batch
+    ``src (B, S)``, ``src_lengths (B,)``.
 
     The draw is reproducible: without an explicit ``generator`` one seeded with ``cfg.seed``
     is used. ``score`` is the untempered model log-probability (length-penalized as configured).
+    ``prefixes`` (one token id list per sentence, ``[]`` for none) start every sample of
+    their sentence (:mod:`nmt.search.prefix`); the samples' tokens include them.
     """
     if generator is None:
         generator = torch.Generator(device=src.device)
@@ -50,8 +55,13 @@ def sample_search(
         probs = logits.softmax(dim=1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
+    prefix = Prefix.of(prefixes, src.size(0), src.device)
     enc, state, max_lens = start(model, src, src_lengths, cfg, copies=n)
-    hyps = decode_rows(model, enc, state, max_lens, cfg, pick, return_attention)
+    if prefix is not None:  # the n samples of a sentence are adjacent rows: n copies each
+        copies = (prefix.tokens.repeat_interleave(n, 0), prefix.lengths.repeat_interleave(n))
+        prefix = Prefix(*copies, prefix.longest)
+        max_lens = prefix.extend_max_lens(max_lens, cfg.max_len_b)
+    hyps = decode_rows(model, enc, state, max_lens, cfg, pick, return_attention, prefix)
     if return_attention:
         trim_attention(hyps, src_lengths, copies=n)
     groups = [hyps[i * n : (i + 1) * n] for i in range(src.size(0))]

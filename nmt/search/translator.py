@@ -13,12 +13,16 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from nmt.config import DecodeConfig
+from nmt.config import UNK_ID, DecodeConfig
 from nmt.data.batching import inference_batches, pad
-from nmt.search import search
+from nmt.errors import NMTError
+from nmt.search import check_guidance, search
 from nmt.search.hypothesis import Hypothesis
 from nmt.search.table_step import search_view
-from nmt.search.workers import search_in_workers
+from nmt.search.terminology import TermTable
+from nmt.search.workers import Job, search_in_workers
+
+WORD_START = "\u2581"  # sentencepiece's word-start mark, a piece of its own before some words
 
 
 @dataclass
@@ -71,6 +75,7 @@ class Translator:
         self.warn = warn or (lambda msg: print(f"nmt: warning: {msg}", file=sys.stderr))
         self._warned_workers = False
         self._search_model: torch.nn.Module | None = None  # made at the first translation
+        self._term_ids: dict[str, list[int]] = {}  # target term -> its pieces ([]: skipped)
 
     def translate(self, lines: list[str]) -> list[str]:
         """The best translation of every line, in input order (an empty line stays empty)."""
@@ -81,13 +86,27 @@ class Translator:
         lines: list[str],
         return_attention: bool = False,
         progress: Callable[[int], None] | None = None,
+        *,
+        prefixes: list[str | None] | None = None,
+        terms: TermTable | None = None,
     ) -> list[list[Translation]]:
         """Per input line, its ``decode_cfg.n_best`` translations, best first.
 
         Empty or whitespace-only lines give ``[]`` without running the model.
         ``progress(n)`` is called after each batch with the number of lines it finished.
+        ``prefixes``: per line, target text its translation must start with (None or ""
+        for none; the translation's text and tokens include it). ``terms``: the target
+        term of every source term found in a line must appear in its translation (beam
+        search; a term the target vocabulary cannot spell is skipped with a warning).
+
+        Raises:
+            NMTError: not one prefix per line, or terms with a search method that cannot
+                follow them (:func:`~nmt.search.check_guidance`).
         """
         encoded = self._encode(lines)
+        prefix_ids = self._encode_prefixes(prefixes, len(lines))
+        constraint_ids = self._encode_terms(lines, terms)
+        check_guidance(self.cfg, constraint_ids is not None)
         results: list[list[Translation]] = [[] for _ in lines]
         todo = [i for i, ids in enumerate(encoded) if ids]
         if progress is not None and len(todo) < len(lines):
@@ -102,9 +121,15 @@ class Translator:
         ]
         try:
             model = self._search_view(was_training)
-            for key, nbest in self._search(
-                model, [[encoded[i] for i in b] for b in batches], return_attention
-            ):
+            jobs = [
+                Job(
+                    [encoded[i] for i in b],
+                    [prefix_ids[i] for i in b] if prefix_ids is not None else None,
+                    [constraint_ids[i] for i in b] if constraint_ids is not None else None,
+                )
+                for b in batches
+            ]
+            for key, nbest in self._search(model, jobs, return_attention):
                 for i, hyps in zip(batches[key], nbest):
                     results[i] = [
                         Translation(self.tgt_tok.decode(h.tokens), h.score, h.tokens, h.attention)
@@ -128,17 +153,18 @@ class Translator:
         return self._search_model
 
     def _search(
-        self, model, batches: list[list[list[int]]], return_attention: bool
+        self, model, jobs: list[Job], return_attention: bool
     ) -> Iterator[tuple[int, list[list[Hypothesis]]]]:
-        """``(batch number, n-best lists)`` per batch of token ids: here, one batch after
-        the other, or in ``decode.workers`` CPU processes (in the order they finish)."""
+        """``(batch number, n-best lists)`` per batch: here, one batch after the other, or
+        in ``decode.workers`` CPU processes (in the order they finish)."""
         workers = self.workers()
-        if workers > 1 and len(batches) > 1:
-            yield from search_in_workers(model, batches, self.cfg, workers, return_attention)
+        if workers > 1 and len(jobs) > 1:
+            yield from search_in_workers(model, jobs, self.cfg, workers, return_attention)
             return
-        for key, seqs in enumerate(batches):
-            src, src_lengths = pad(seqs, self.device)
-            yield key, search(model, src, src_lengths, self.cfg, return_attention)
+        for key, job in enumerate(jobs):
+            src, src_lengths = pad(job.src, self.device)
+            guided = (job.prefixes, job.constraints)
+            yield key, search(model, src, src_lengths, self.cfg, return_attention, *guided)
 
     def workers(self) -> int:
         """Decoding processes: ``decode.workers`` on the CPU; one on a GPU (with a warning)."""
@@ -165,6 +191,48 @@ class Translator:
     def source_pieces(self, line: str) -> list[str]:
         """The source pieces the model sees for ``line`` (for attention plots)."""
         return self.src_tok.pieces(line)[: self.max_src_len]
+
+    def _encode_prefixes(
+        self, prefixes: list[str | None] | None, n_lines: int
+    ) -> list[list[int]] | None:
+        """Target pieces of each prefix, without EOS (``[]`` for none); None when no line
+        has one. A prefix encodes as the start of a sentence would (sentencepiece marks its
+        first word as word-initial), so the translation continues it naturally."""
+        if prefixes is None:
+            return None
+        if len(prefixes) != n_lines:
+            raise NMTError(
+                f"got {len(prefixes)} prefixes for {n_lines} input lines: give one per line "
+                "(an empty one for none)"
+            )
+        ids = [self.tgt_tok.encode(p.strip()) if p and p.strip() else [] for p in prefixes]
+        return ids if any(ids) else None
+
+    def _encode_terms(self, lines: list[str], terms: TermTable | None) -> list | None:
+        """Per line, the pieces of each target term it asks for; None when no line asks."""
+        if terms is None or len(terms) == 0:
+            return None
+        per_line = [[self._term_pieces(t) for t in terms.constraints_for(line)] for line in lines]
+        per_line = [[ids for ids in line if ids] for line in per_line]
+        return per_line if any(per_line) else None
+
+    def _term_pieces(self, term: str) -> list[int]:
+        """A target term's pieces (as a word inside a sentence), or [] with a warning when
+        the target vocabulary cannot spell it (it would need UNK)."""
+        if term not in self._term_ids:
+            ids = self.tgt_tok.encode(term)
+            if len(ids) > 1 and self.tgt_tok.id_to_piece(ids[0]) == WORD_START:
+                # "eau" alone is "▁" + "eau", but "l'eau" ends "'" + "eau": without the bare
+                # word-start piece the term is met both ways.
+                ids = ids[1:]
+            if UNK_ID in ids or not ids:
+                self.warn(
+                    f"the target term {term!r} has pieces outside the model's target "
+                    "vocabulary: it is not enforced"
+                )
+                ids = []
+            self._term_ids[term] = ids
+        return self._term_ids[term]
 
     def _encode(self, lines: list[str]) -> list[list[int]]:
         """Piece ids per line ([] for blank lines), truncated to ``max_src_len`` with a warning."""

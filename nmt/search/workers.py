@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -24,6 +25,16 @@ from nmt.search import search
 from nmt.search.hypothesis import Hypothesis
 
 _WORKER: dict = {}  # in a worker process: its model and decode config
+
+
+@dataclass
+class Job:
+    """One decoding batch: source token ids per sentence, and optionally per sentence its
+    target prefix ids and its constraint phrases (see :func:`nmt.search.search`)."""
+
+    src: list[list[int]]
+    prefixes: list[list[int]] | None = None
+    constraints: list[list[list[int]]] | None = None
 
 
 def threads_per_worker(workers: int, threads: int | None = None) -> int:
@@ -42,27 +53,35 @@ def _start_worker(model, cfg: DecodeConfig, threads: int) -> None:
     _WORKER.update(model=model, cfg=cfg)
 
 
-def _search_batch(task: tuple[int, list[list[int]], bool]) -> tuple[int, list[list[Hypothesis]]]:
-    key, seqs, return_attention = task
-    src, lengths = pad(seqs)
+def _search_batch(task: tuple[int, Job, bool]) -> tuple[int, list[list[Hypothesis]]]:
+    key, job, return_attention = task
+    src, lengths = pad(job.src)
     with torch.inference_mode():
-        return key, search(_WORKER["model"], src, lengths, _WORKER["cfg"], return_attention)
+        return key, search(
+            _WORKER["model"],
+            src,
+            lengths,
+            _WORKER["cfg"],
+            return_attention,
+            job.prefixes,
+            job.constraints,
+        )
 
 
 def search_in_workers(
     model,
-    batches: list[list[list[int]]],
+    jobs: list[Job],
     cfg: DecodeConfig,
     workers: int,
     return_attention: bool = False,
 ) -> Iterator[tuple[int, list[list[Hypothesis]]]]:
-    """Search every batch (a list of token id lists) in ``workers`` forked CPU processes.
+    """Search every batch (a :class:`Job`) in ``workers`` forked CPU processes.
 
     Each worker runs one torch thread (see :func:`threads_per_worker`). Yields
     ``(batch number, n-best lists)`` as batches finish, in no particular order.
     """
     threads = threads_per_worker(workers)
-    tasks = [(key, seqs, return_attention) for key, seqs in enumerate(batches)]
+    tasks = [(key, job, return_attention) for key, job in enumerate(jobs)]
     context = multiprocessing.get_context("fork")
     with context.Pool(workers, initializer=_start_worker, initargs=(model, cfg, threads)) as pool:
         yield from pool.imap_unordered(_search_batch, tasks)
