@@ -104,7 +104,7 @@ def check_train(t: Any) -> None:
 
 
 def check_decode_config(dec: Any, prefix: str = "decode") -> None:
-    """Refuse decoding options that cannot work (a beam of 0, top_p of 2, ...)."""
+    """Refuse decoding options that cannot work (a beam of 0, top_p of 2, a nan penalty, ...)."""
     check_choices(dec, prefix)
     for key in ("beam_size", "n_best", "max_tokens", "workers"):
         if getattr(dec, key) < 1:
@@ -123,6 +123,13 @@ def check_decode_config(dec: Any, prefix: str = "decode") -> None:
         raise ConfigError(f"{prefix}.temperature={dec.temperature} must be a finite number >= 0")
     if not 0 <= dec.top_p <= 1:
         raise ConfigError(f"{prefix}.top_p={dec.top_p} must be in [0, 1]")
+    # nan or inf would make every hypothesis score nan or -inf: nothing could be ranked.
+    if not math.isfinite(dec.length_penalty):
+        raise ConfigError(f"{prefix}.length_penalty={dec.length_penalty} must be a finite number")
+    if not 0 <= dec.coverage_penalty < float("inf"):
+        raise ConfigError(
+            f"{prefix}.coverage_penalty={dec.coverage_penalty} must be a finite number >= 0"
+        )
 
 
 LOCAL_SPLITS = ("train", "valid", "test")

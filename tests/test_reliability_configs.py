@@ -65,6 +65,10 @@ IMPOSSIBLE = {
     "decode.beam_size=0": r"decode\.beam_size=0 must be at least 1",
     "decode.n_best=0": r"decode\.n_best=0 must be at least 1",
     "decode.top_p=2": r"decode\.top_p=2\.0 must be in \[0, 1\]",
+    # nan/inf penalties would leave nothing to rank (training's validation decoding too)
+    "decode.length_penalty=inf": r"decode\.length_penalty=inf must be a finite number",
+    "decode.coverage_penalty=nan": r"decode\.coverage_penalty=nan must be a finite number >= 0",
+    "decode.coverage_penalty=-0.5": r"decode\.coverage_penalty=-0\.5 must be a finite number",
     "model.layers=0": r"model\.layers=0 must be at least 1",
     "model.dropout=1.0": r"model\.dropout=1\.0 must be in \[0, 1\)",
     "model.hidden_dim=33": r"use an even model\.hidden_dim",

@@ -17,7 +17,7 @@ import torch
 from conftest import make_checkpoint, one_line_error, run_cli_in_process, run_main
 from hydra import compose, initialize_config_dir
 
-from nmt.config import conf_dir, register_configs
+from nmt.config import DecodeConfig, conf_dir, register_configs
 from nmt.data.charvocab import CharVocab
 from nmt.errors import ConfigError, DataError
 from nmt.train.checkpoint import load_checkpoint
@@ -209,6 +209,7 @@ def test_a_split_given_as_tsv_and_as_files_is_refused_before_anything_is_read(
 
 def test_n_best_wider_than_the_beam_searches_with_n_best_and_says_so(ckpts, tmp_path, capsys):
     from nmt.cli import translate
+    from nmt.cli.decode_flags import decode_config
 
     out = tmp_path / "out.txt"
     args = [str(ckpts["good"]), "-i", _input(tmp_path), "-o", str(out), "--n-best", "5"]
@@ -222,8 +223,8 @@ def test_n_best_wider_than_the_beam_searches_with_n_best_and_says_so(ckpts, tmp_
     # The checkpoint's beam (2) is widened the same way, and --quiet silences the note.
     code, _, err = run_main(translate, [*args, "--quiet"], capsys)
     assert code == 0 and err == ""
-    dec = translate.decode_config(
-        translate.DecodeConfig(beam_size=2),
+    dec = decode_config(
+        DecodeConfig(beam_size=2),
         translate.parse_args(["x", "--n-best", "5", "--quiet"]),
     )
     assert dec.beam_size == 5 and dec.n_best == 5

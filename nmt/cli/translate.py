@@ -8,14 +8,33 @@ first; an empty input gives N empty translations). Beam search keeps at least N 
 (``--n-best 5 --beam 2`` searches with beam 5, and says so); ``--sample`` draws N samples
 (duplicates possible); greedy search finds one translation, so it refuses ``--n-best`` > 1.
 A run folder resolves to its ``best.pt`` (else ``last.pt``). Search options default to the
-checkpoint's ``decode`` config. Progress (files only) and a timing line go to stderr unless
+checkpoint's ``decode`` config (every ``DecodeConfig`` field has a flag:
+``nmt/cli/decode_flags.py``). Progress (files only) and a timing line go to stderr unless
 ``--quiet``.
+
+Input is read whole and translated in length-sorted batches, unless ``--interactive`` (the
+default when no ``-i`` is given and stdin is a terminal): then each line is translated when it
+arrives and its rows are flushed at once (``nmt/cli/streaming.py``), so a producer that waits
+for each answer before writing its next line works; the model is loaded once, before.
+
+``--alignments`` adds word alignments from attention (``nmt/search/alignment.py``): Pharaoh
+``i-j`` links, source word i to output word j, both counted from 0, words being the
+space-separated words of the input line and of the output line; each output word is linked to
+the source word holding most of its attention. ``--alignments -`` appends `` ||| i-j ...`` to
+every output row (n-best rows too); ``--alignments FILE`` writes one line of links per output
+row to FILE instead. Models without attention refuse it.
+
+``--prefix FILE`` gives each input line a target prefix (its line in FILE; an empty line for
+none): the translation starts with it, then the search continues it. ``--terms FILE``
+(``source<TAB>target`` per line) makes beam search put the target term of every source term
+found in a line (whole words, any case) into its translation (``nmt/search/terminology.py``,
+``nmt/search/lexical_constraints.py``); greedy search and sampling refuse terms. Both need
+the whole input at once (not ``--interactive``).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -25,15 +44,16 @@ from tqdm import tqdm
 
 from nmt.cli import make_parser
 from nmt.cli.common import run_guarded
-from nmt.config import DecodeConfig
-from nmt.config_checks import check_decode_config
-from nmt.config_choices import Device
+from nmt.cli.decode_flags import add_decode_flags, decode_config
+from nmt.cli.streaming import Done, stdin_is_terminal, translate_streaming
+from nmt.cli.translate_rows import APPEND, line_rows
 from nmt.data.readers import read_text_lines
 from nmt.devices import resolve_device
 from nmt.errors import ConfigError
 from nmt.inference import has_attention, load_translation_model
 from nmt.outputs import check_output_file, check_output_folder, write_text
 from nmt.search.plots import plot_attention_maps
+from nmt.search.terminology import TermTable
 from nmt.search.translator import Translator
 
 
@@ -47,46 +67,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "nmt-translate runs/x -i in.en --n-best 5 --beam 5      # INDEX ||| TEXT ||| SCORE",
             "nmt-translate runs/x -i in.en --attention-plot plots/ --plot-count 3",
             "nmt-translate runs/a -i in.en --ensemble runs/b/best.pt runs/c/best.pt",
+            "nmt-translate runs/x --interactive    # each line answered (and flushed) as it comes",
+            "nmt-translate runs/x -i in.en --alignments -   # TEXT ||| 0-0 1-2 2-1 (src-out words)",
         ],
     )
     p.add_argument("checkpoint", help="a run folder (uses best.pt, else last.pt) or a .pt file")
     p.add_argument("-i", "--input", help="input text file (default: stdin)")
     p.add_argument("-o", "--output", help="output file (default: stdout)")
-    p.add_argument(
-        "--beam", type=int, help="beam size (default: the checkpoint's decode.beam_size)"
-    )
-    p.add_argument(
-        "--n-best",
-        type=int,
-        help="write the N best translations per line as 'LINE ||| TEXT ||| SCORE' (LINE counts "
-        "from 1; beam search widens the beam to at least N, --sample draws N samples)",
-    )
-    p.add_argument(
-        "--max-tokens",
-        type=int,
-        help="decoding batch budget: source tokens x beam (padding included)",
-    )
-    p.add_argument("--batch-size", type=int, help="at most this many sentences per decoding batch")
-    p.add_argument("--device", default="auto", choices=Device.values())
-    p.add_argument(
-        "--workers",
-        type=int,
-        help="CPU processes decoding batches in parallel, one torch thread each: use the "
-        "number of cores (default: the checkpoint's decode.workers)",
-    )
-    p.add_argument("--length-penalty", type=float, help="GNMT alpha (0 = raw log-probability)")
-    p.add_argument("--max-len-a", type=float, help="max output length = a * source length + b")
-    p.add_argument("--max-len-b", type=int)
-    p.add_argument(
-        "--max-src-len", type=int, default=250, help="truncate longer inputs (pieces, at least 1)"
-    )
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--greedy", action="store_true", help="greedy search")
-    mode.add_argument("--sample", action="store_true", help="sample instead of searching")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--top-p", type=float)
-    p.add_argument("--seed", type=int)
+    add_decode_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or timing line")
     p.add_argument(
         "--attention-plot",
@@ -95,6 +83,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--plot-count", type=int, default=5, help="sentences to plot (default 5)")
     p.add_argument("--ensemble", nargs="+", default=[], metavar="CKPT", help="more checkpoints")
+    p.add_argument(
+        "--interactive",
+        action="store_true",
+        help="translate each line as it arrives and flush its output at once (default when "
+        "stdin is a terminal and no -i is given)",
+    )
+    p.add_argument(
+        "--alignments",
+        metavar="FILE|-",
+        help="word alignments from attention, 'i-j' = source word i to output word j (from 0): "
+        "'-' appends ' ||| i-j ...' to each output row, FILE gets one line per output row",
+    )
+    p.add_argument(
+        "--prefix",
+        metavar="FILE",
+        help="target prefixes, one per input line (an empty line for none): each "
+        "translation starts with its line's prefix, then the search continues it",
+    )
+    p.add_argument(
+        "--terms",
+        metavar="FILE",
+        help="terminology, 'source<TAB>target' per line: where a source term occurs in a line "
+        "(whole words, any case) its target term must appear in the translation (beam search)",
+    )
     return p.parse_args(argv)
 
 
@@ -111,58 +123,29 @@ def check_options(args: argparse.Namespace) -> None:
         )
     if args.plot_count < 1:
         raise ConfigError(f"--plot-count must be at least 1 (got {args.plot_count})")
+    guided = "--prefix" if args.prefix else "--terms" if args.terms else None
+    if guided and (args.interactive or (args.input is None and stdin_is_terminal())):
+        raise ConfigError(
+            f"{guided} needs the whole input at once: give it with -i FILE (or a pipe), "
+            "without --interactive"
+        )
 
 
-def decode_config(base: DecodeConfig, args: argparse.Namespace) -> DecodeConfig:
-    """The checkpoint's decode settings with the command line's overrides.
-
-    Beam search keeps at least ``n_best`` hypotheses, so a smaller beam is widened to
-    ``n_best`` here (with a note on stderr unless ``--quiet``): the config says what is used.
+def read_prefixes(path: str | None, n_lines: int) -> list[str] | None:
+    """``--prefix FILE``: one target prefix per input line (an empty line for none).
 
     Raises:
-        ConfigError: an impossible value, or ``n_best > 1`` with greedy search.
+        ConfigError: the file's line count differs from the input's.
     """
-    changes = {
-        "beam_size": args.beam,
-        "n_best": args.n_best,
-        "max_tokens": args.max_tokens,
-        "max_sentences": args.batch_size,
-        "workers": args.workers,
-        "length_penalty": args.length_penalty,
-        "max_len_a": args.max_len_a,
-        "max_len_b": args.max_len_b,
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "top_p": args.top_p,
-        "seed": args.seed,
-    }
-    cfg = dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})
-    if args.greedy:
-        cfg = dataclasses.replace(cfg, method="greedy")
-    elif args.sample:
-        cfg = dataclasses.replace(cfg, method="sample")
-    elif args.beam is not None:
-        cfg = dataclasses.replace(cfg, method="beam")
-    if cfg.method == "beam" and cfg.beam_size < 1:
-        raise ConfigError(f"--beam must be at least 1 (got {cfg.beam_size})")
-    if cfg.n_best < 1:
-        raise ConfigError(f"--n-best must be at least 1 (got {cfg.n_best})")
-    check_decode_config(cfg)  # the checkpoint's own values, and --top-p 2 and the like
-    n_best = f"--n-best {cfg.n_best}" if args.n_best is not None else f"decode.n_best={cfg.n_best}"
-    if cfg.method == "greedy" and cfg.n_best > 1:
+    if path is None:
+        return None
+    prefixes = read_text_lines(path, "--prefix file")
+    if len(prefixes) != n_lines:
         raise ConfigError(
-            f"{n_best} needs beam search or sampling: greedy search finds one translation "
-            f"per line; use --beam {cfg.n_best} (or more) or --sample"
+            f"--prefix {path} has {len(prefixes)} lines but the input has {n_lines}: give one "
+            "prefix per input line (an empty line for none)"
         )
-    if cfg.method == "beam" and cfg.n_best > cfg.beam_size:
-        if not args.quiet:
-            print(
-                f"nmt: note: {n_best} needs a beam of at least {cfg.n_best}: searching with "
-                f"beam {cfg.n_best} (not {cfg.beam_size})",
-                file=sys.stderr,
-            )
-        cfg = dataclasses.replace(cfg, beam_size=cfg.n_best)
-    return cfg
+    return prefixes
 
 
 def note_missing_attention(args: argparse.Namespace, model) -> None:
@@ -176,14 +159,14 @@ def note_missing_attention(args: argparse.Namespace, model) -> None:
         )
 
 
-def format_nbest(position: int, translations, n: int) -> list[str]:
-    """The ``n`` lines ``LINE ||| TEXT ||| SCORE`` of the input line at 0-based ``position``;
-    LINE is its line number counted from 1 (as sacreBLEU and the attention plots count)."""
-    line = position + 1
-    lines = [f"{line} ||| {t.text} ||| {t.score:.4f}" for t in translations[:n]]
-    while len(lines) < n:
-        lines.append(f"{line} |||  ||| 0.0000" if not translations else lines[-1])
-    return lines
+def check_alignments(args: argparse.Namespace, model) -> None:
+    """Refuse ``--alignments`` for a model without attention, before anything is translated."""
+    if args.alignments and not has_attention(model):
+        members = " and its ensemble members have" if args.ensemble else " has"
+        raise ConfigError(
+            f"--alignments reads attention weights, and {args.checkpoint}{members} no "
+            "attention (model.attention=none): drop --alignments or use a model with attention"
+        )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -194,55 +177,91 @@ def run(args: argparse.Namespace) -> None:
         args.checkpoint, args.ensemble, device
     )
     note_missing_attention(args, model)
+    check_alignments(args, model)
     cfg = decode_config(base, args)
-    lines = read_text_lines(args.input, "input file")
     translator = Translator(model, src_tok, tgt_tok, cfg, device, max_src_len=args.max_src_len)
-
-    bar = None
-    if args.input and not args.quiet and sys.stderr.isatty():  # no \r bars in a log file
-        bar = tqdm(total=len(lines), unit="sent", file=sys.stderr, leave=False)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        results = translator.translate_nbest(lines, progress=bar.update if bar else None)
-    elapsed = time.perf_counter() - start
-    if bar is not None:
-        bar.close()
-
-    if cfg.n_best > 1:
-        out_lines = [row for i, r in enumerate(results) for row in format_nbest(i, r, cfg.n_best)]
+    if args.interactive or (args.input is None and stdin_is_terminal()):
+        done = translate_streaming(args, translator)
     else:
-        out_lines = [r[0].text if r else "" for r in results]
-    write_output(out_lines, args.output)
+        done = translate_batch(args, translator)
 
     if args.attention_plot and has_attention(model):  # else note_missing_attention said why
-        # Attention is kept only for the plotted sentences (keeping it for every
-        # hypothesis of a whole file made beam search several times slower).
-        first = lines[: args.plot_count]
-        with torch.inference_mode():
-            plotted = translator.translate_nbest(first, return_attention=True)
         written = plot_attention_maps(
-            translator, first, plotted, Path(args.attention_plot), args.plot_count
+            translator,
+            done.plot_lines,
+            done.plot_results,
+            Path(args.attention_plot),
+            args.plot_count,
         )
         if not args.quiet:
             print(f"nmt: wrote {written} attention plots to {args.attention_plot}", file=sys.stderr)
     if not args.quiet:
-        n_tokens = sum(len(r[0].tokens) for r in results if r)
-        rate = len(lines) / elapsed if elapsed > 0 else float("inf")
+        rate = done.lines / done.seconds if done.seconds > 0 else float("inf")
         print(
-            f"nmt: translated {len(lines)} lines in {elapsed:.2f}s ({rate:.1f} sentences/s, "
-            f"{n_tokens / max(elapsed, 1e-9):.0f} target tokens/s, {cfg.method}"
+            f"nmt: translated {done.lines} lines in {done.seconds:.2f}s ({rate:.1f} sentences/s, "
+            f"{done.tokens / max(done.seconds, 1e-9):.0f} target tokens/s, {cfg.method}"
             f"{' ' + str(cfg.beam_size) if cfg.method == 'beam' else ''}, {device})",
             file=sys.stderr,
         )
 
 
+def translate_batch(args: argparse.Namespace, translator: Translator) -> Done:
+    """The whole input, read first, in length-sorted batches; the output written at the end."""
+    lines = read_text_lines(args.input, "input file")
+    prefixes = read_prefixes(args.prefix, len(lines))
+    terms = TermTable.from_file(args.terms) if args.terms else None
+    bar = None
+    if args.input and not args.quiet and sys.stderr.isatty():  # no \r bars in a log file
+        bar = tqdm(total=len(lines), unit="sent", file=sys.stderr, leave=False)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        results = translator.translate_nbest(
+            lines,
+            return_attention=bool(args.alignments),
+            progress=bar.update if bar else None,
+            prefixes=prefixes,
+            terms=terms,
+        )
+    done = Done(len(lines), sum(len(r[0].tokens) for r in results if r))
+    done.seconds = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+    rows, links = [], []
+    for i, (line, result) in enumerate(zip(lines, results)):
+        out, aligned = line_rows(
+            translator, i, line, result, translator.cfg.n_best, args.alignments
+        )
+        rows += out
+        links += aligned
+    if args.alignments and args.alignments != APPEND:
+        write_text(args.alignments, "".join(link + "\n" for link in links), "--alignments file")
+    write_output(rows, args.output)
+    if args.attention_plot:
+        # Attention is kept only for the plotted sentences (keeping it for every
+        # hypothesis of a whole file made beam search several times slower).
+        done.plot_lines = lines[: args.plot_count]
+        done.plot_results = results[: args.plot_count]
+        if not args.alignments:
+            with torch.inference_mode():
+                done.plot_results = translator.translate_nbest(
+                    done.plot_lines,
+                    True,
+                    prefixes=prefixes[: args.plot_count] if prefixes else None,
+                    terms=terms,
+                )
+    return done
+
+
 def check_outputs(args: argparse.Namespace) -> None:
     """Every output is writable, and none is an input, before anything is loaded."""
-    inputs = [args.input] if args.input else []
+    inputs = [path for path in (args.input, args.prefix, args.terms) if path]
     if args.output:
         check_output_file(args.output, "-o/--output", inputs)
     if args.attention_plot:
         check_output_folder(args.attention_plot, "--attention-plot")
+    if args.alignments and args.alignments != APPEND:
+        outputs = [args.output] if args.output else []
+        check_output_file(args.alignments, "--alignments", inputs + outputs)
 
 
 def write_output(lines: list[str], path: str | None) -> None:
