@@ -19,7 +19,7 @@ help: ## Show this help
 $(BIN)/.installed: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(PIP_C) -e '.[dev,tensorboard]'
+	$(BIN)/pip install -q $(PIP_C) -e '.[dev,tensorboard,serve]'
 	@touch $@
 
 install: $(BIN)/.installed ## Create .venv and install nmt with its dev tools (idempotent)

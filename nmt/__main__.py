@@ -17,6 +17,7 @@ COMMANDS = {
     "average": ("nmt.cli.average", "average the weights of a run's checkpoints"),
     "report": ("nmt.cli.report", "compare runs: a Markdown table, learning curves"),
     "bench": ("nmt.cli.bench", "speed benchmark of the reference model (JSON)"),
+    "serve": ("nmt.cli.serve", "serve a checkpoint over HTTP: JSON API and a web page"),
 }
 
 EXAMPLES = """\

@@ -3,6 +3,7 @@
     nmt-bench                     # full: ~10 minutes on 2 cores, writes bench.json
     nmt-bench --quick             # under 3 minutes (short timings, a 100-update model)
     nmt-bench --checkpoint runs/quickstart/<run>   # decode speed of a model you trained
+    nmt-bench --serve             # nmt-serve under 1, 8, 32 clients, batching on and off
 
 See :mod:`nmt.bench` for what each number means. Quote medians and ratios measured in
 the same run: these machines are noisy.
@@ -20,6 +21,7 @@ from typing import Any
 from nmt.bench import plan, run_bench
 from nmt.cli import make_parser
 from nmt.cli.common import run_guarded
+from nmt.errors import NMTError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,6 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "nmt-bench                     # full: ~10 minutes on 2 cores, writes bench.json",
             "nmt-bench --quick             # under 3 minutes",
             "nmt-bench --checkpoint runs/quickstart/<run> --out mine.json",
+            "nmt-bench --serve --checkpoint runs/quickstart/<run>   # writes bench_serve.json",
         ],
         notes="Quote medians and ratios measured in the same run: these machines are noisy.",
     )
@@ -41,11 +44,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         help="training updates of the decode model (default 300, the peers' budget; 100 quick)",
     )
-    p.add_argument("--out", default="bench.json", help="JSON output (default bench.json)")
+    p.add_argument("--out", help="JSON output (default bench.json; bench_serve.json with --serve)")
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="load-test nmt-serve instead (nmt.serve.loadtest): 1, 8 and 32 clients",
+    )
+    p.add_argument(
+        "--serve-requests", type=int, help="requests per row of --serve (default 256; 64 quick)"
+    )
     return p.parse_args(argv)
 
 
+def run_serve(args: argparse.Namespace) -> dict:
+    """``--serve``: the load test of nmt-serve (needs the serve extra)."""
+    try:
+        from nmt.serve.loadtest import LoadPlan, format_serve_table, serve_bench
+    except ImportError:
+        raise NMTError(
+            "nmt-bench --serve needs the serve extra: pip install -e '.[serve]'"
+        ) from None
+    if args.serve_requests is not None and args.serve_requests < 1:
+        raise NMTError(f"--serve-requests must be at least 1 (got {args.serve_requests})")
+    load = LoadPlan(requests=args.serve_requests or (64 if args.quick else 256))
+    updates = args.decode_updates
+    if updates is None:
+        updates = plan(args.quick).decode_updates
+    with tempfile.TemporaryDirectory(prefix="nmt-bench-") as work:
+        result = serve_bench(args.checkpoint, args.threads, updates, Path(work), load)
+    out = args.out or "bench_serve.json"
+    Path(out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(format_serve_table(result))
+    print(f"wrote {out} ({result['wall_seconds']} s)")
+    return result
+
+
 def run(args: argparse.Namespace) -> dict:
+    if args.serve:
+        return run_serve(args)
+    args.out = args.out or "bench.json"
     bench_plan = plan(args.quick)
     if args.decode_updates is not None:
         bench_plan.decode_updates = args.decode_updates
