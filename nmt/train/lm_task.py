@@ -98,7 +98,8 @@ class LMTask:
     # --- validation ----------------------------------------------------------------------
     def valid_summary(self) -> str:
         """What validation does, for the line announcing it."""
-        return f"loss on {self.val.size(1) - 1:,} characters"
+        rows, cols = self.val.shape  # the val text as parallel streams, like the train text
+        return f"loss on {rows * (cols - 1):,} characters ({rows} streams)"
 
     @torch.no_grad()
     def validate(self, model, progress: Callable[[int, int, str], None] | None = None) -> dict:
