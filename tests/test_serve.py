@@ -143,7 +143,13 @@ def test_per_request_settings_reach_the_search(run_dir, sentences):
     assert [len(n) for n in default["translations"]] == [1, 1]
 
 
-LIMITS = {"max_sentences": 4, "max_chars": 50, "max_body_bytes": 2000, "max_beam": 8}
+LIMITS = {
+    "max_sentences": 4,
+    "max_chars": 50,
+    "max_body_bytes": 2000,
+    "max_beam": 8,
+    "max_aligned": 4,
+}
 
 
 @pytest.mark.parametrize(
@@ -172,6 +178,13 @@ LIMITS = {"max_sentences": 4, "max_chars": 50, "max_body_bytes": 2000, "max_beam
         (b'{"sentences": ["a"], "terms": [["dog"]]}', 400, "terms must be a list of [source"),
         (b'{"sentences": ["a"], "terms": [["", "x"]]}', 400, "terms must be a list of [source"),
         (b'{"sentences": ["' + b"x" * 2100 + b'"]}', 413, "over 2000 bytes (--max-body-bytes)"),
+        (b'{"sentences": ["a"], "length_penalty": ' + b"9" * 400 + b"}", 400, "length_penalty"),
+        (b'{"sentences": ["a", "b"], "n_best": 8, "alignments": true}', 400, "at most 4 hyp"),
+        (
+            b'{"sentences": ["a dog"], "beam": 2, "terms": [["dog", "' + b"x" * 40 + b'"]]}',
+            400,
+            "terms: the target term",
+        ),
     ],
 )
 def test_bad_requests_get_one_json_error(run_dir, body, status, needle):
@@ -184,6 +197,16 @@ def test_bad_requests_get_one_json_error(run_dir, body, status, needle):
     error = response.json()["error"]
     assert needle in error and "\n" not in error and "Traceback" not in error
     assert after.status_code == 200 and len(calls) == 1  # refused before decoding; still serving
+
+
+def test_an_integer_too_long_for_python_json_is_a_400(run_dir):
+    """json.loads refuses integers over 4,300 digits with a ValueError, not a JSONDecodeError."""
+    client, _ = client_of(run_dir)
+    with client:
+        response = client.post(
+            "/translate", content=b'{"sentences": ["a"], "beam": 9' + b"9" * 5000 + b"}"
+        )
+    assert response.status_code == 400 and "not JSON" in response.json()["error"]
 
 
 def test_a_streamed_body_is_cut_off_at_the_limit(run_dir):
@@ -393,6 +416,8 @@ def test_cli_refuses_a_missing_run_folder_and_bad_limits(tmp_path, capsys):
     one_line_error(code, err, "does not exist", out=out)
     code, out, err = run_main(serve, [str(tmp_path), "--max-queue", "0"], capsys)
     one_line_error(code, err, "--max-queue must be at least 1", out=out)
+    code, out, err = run_main(serve, [str(tmp_path), "--port", "99999"], capsys)
+    one_line_error(code, err, "--port must be from 0", out=out)
 
 
 class NotPlainData:

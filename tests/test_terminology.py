@@ -26,6 +26,12 @@ def test_whole_words_any_case_in_order_each_once():
     assert TermTable.from_pairs([]).constraints_for("a dog") == []
 
 
+def test_letters_whose_case_folding_differs_still_find_their_term():
+    """IGNORECASE matches "KAPI" to "kapı" (and "İ" to "i") though casefold() differs."""
+    assert TermTable.from_pairs([("kapı", "porte")]).constraints_for("KAPI açık") == ["porte"]
+    assert TermTable.from_pairs([("i", "x")]).constraints_for("İ") == ["x"]
+
+
 def test_the_longest_match_wins_on_overlaps():
     table = TermTable.from_pairs(
         [("shirt", "chemise"), ("red shirt", "chemise rouge"), ("shirt collar", "col de chemise")]
@@ -122,7 +128,31 @@ def test_a_term_drops_a_bare_word_start_piece(checkpoint):
     translator = Translator(model, src_tok, tgt_tok, cfg.decode)
     alone = tgt_tok.encode("eau")
     assert tgt_tok.id_to_piece(alone[0]) == "\u2581" and len(alone) > 1
-    assert translator._term_pieces("eau") == alone[1:]
+    assert translator._term_pieces("eau", {}) == alone[1:]
     elided = tgt_tok.encode("l'eau")
     assert elided[-len(alone[1:]) :] == alone[1:]
-    assert translator._term_pieces("homme") == tgt_tok.encode("homme")  # one piece: kept
+    assert translator._term_pieces("homme", {}) == tgt_tok.encode("homme")  # one piece: kept
+
+
+def test_term_lengths_are_bounded(checkpoint):
+    """The constrained search's memory grows with the square of a phrase's pieces: a term
+    over MAX_TERM_PIECES pieces, or a line asking for more than MAX_LINE_TERM_PIECES in all,
+    is refused with one sentence."""
+    from nmt.errors import NMTError
+    from nmt.search.translator import MAX_LINE_TERM_PIECES, MAX_TERM_PIECES
+
+    model, src_tok, tgt_tok, cfg = load_for_inference(checkpoint)
+    translator = Translator(model, src_tok, tgt_tok, cfg.decode)
+    long_term = "x" * 40
+    assert len(tgt_tok.encode(long_term)) > MAX_TERM_PIECES + 1
+    with pytest.raises(NMTError, match="pieces long"):
+        translator.term_constraints(["a dog"], TermTable.from_pairs([("dog", long_term)]))
+    words = [f"w{chr(97 + i)}" for i in range(12)]
+    targets = [f"eau {chr(97 + i) * 2}" for i in range(12)]  # a few pieces each, distinct
+    pieces = [translator._term_pieces(target, {}) for target in targets]
+    assert all(0 < len(p) <= MAX_TERM_PIECES for p in pieces)
+    assert sum(len(p) for p in pieces) > MAX_LINE_TERM_PIECES
+    table = TermTable.from_pairs(list(zip(words, targets)))
+    assert translator.term_constraints([words[0]], table) == [[pieces[0]]]
+    with pytest.raises(NMTError, match="line 2 asks for terms of more than"):
+        translator.term_constraints([words[0], " ".join(words)], table)

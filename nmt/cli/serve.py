@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> None:
 
     settings = ServeSettings(**{f.name: getattr(args, f.name) for f in fields(ServeSettings)})
     settings.check()
+    if not 0 <= args.port <= 65535:
+        raise NMTError(f"--port must be from 0 (any free port) to 65535 (got {args.port})")
     if args.threads is not None:
         if args.threads < 1:
             raise NMTError(f"--threads must be at least 1 (got {args.threads})")

@@ -25,7 +25,11 @@ class TermTable:
     def __init__(self, pairs: dict[str, tuple[str, str]]) -> None:
         # key: the source term case-folded with single spaces -> (source as given, target)
         self._pairs = pairs
-        self._pattern = _pattern([source for source, _ in pairs.values()])
+        # Longest first, so each position's alternation yields its longest term; group i+1
+        # is term i: which term matched is read from the group, never from the matched text
+        # (IGNORECASE and casefold() disagree on letters like Turkish dotless i).
+        self._keys = sorted(pairs, key=lambda k: len(pairs[k][0]), reverse=True)
+        self._pattern = _pattern([pairs[k][0] for k in self._keys])
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> TermTable:
@@ -73,15 +77,17 @@ class TermTable:
         # A lookahead matches at every position, so overlapping candidates are all seen;
         # the alternation lists longer terms first, so each position yields its longest.
         spans = [
-            (m.start(1), m.end(1)) for m in self._pattern.finditer(line) if m.group(1) is not None
+            (m.start(m.lastindex), m.end(m.lastindex), self._keys[m.lastindex - 1])
+            for m in self._pattern.finditer(line)
+            if m.lastindex is not None
         ]
-        chosen: list[tuple[int, int]] = []
-        for start, end in sorted(spans, key=lambda s: (s[0] - s[1], s[0])):
-            if all(end <= s or start >= e for s, e in chosen):
-                chosen.append((start, end))
+        chosen: list[tuple[int, int, str]] = []
+        for start, end, key in sorted(spans, key=lambda s: (s[0] - s[1], s[0])):
+            if all(end <= s or start >= e for s, e, _ in chosen):
+                chosen.append((start, end, key))
         targets: list[str] = []
-        for start, end in sorted(chosen):
-            target = self._pairs[" ".join(line[start:end].split()).casefold()][1]
+        for _, _, key in sorted(chosen):
+            target = self._pairs[key][1]
             if target not in targets:
                 targets.append(target)
         return targets
@@ -113,9 +119,11 @@ def _table(located: Iterable[tuple[str, tuple]]) -> dict[str, tuple[str, str]]:
 
 
 def _pattern(sources: list[str]) -> re.Pattern | None:
-    """One regex finding, at each position, the longest source term there as whole words."""
+    """One regex finding, at each position, the first (longest: ``sources`` come longest
+    first) source term there as whole words; term ``i`` is group ``i + 1``."""
     if not sources:
         return None
-    terms = sorted(sources, key=len, reverse=True)
-    alternation = "|".join(r"\s+".join(re.escape(word) for word in t.split()) for t in terms)
-    return re.compile(rf"(?=(?<!\w)({alternation})(?!\w))", re.IGNORECASE)
+    groups = "|".join(
+        "(" + r"\s+".join(re.escape(word) for word in t.split()) + ")" for t in sources
+    )
+    return re.compile(rf"(?=(?<!\w)(?:{groups})(?!\w))", re.IGNORECASE)

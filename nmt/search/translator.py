@@ -23,6 +23,9 @@ from nmt.search.terminology import TermTable
 from nmt.search.workers import Job, search_in_workers
 
 WORD_START = "\u2581"  # sentencepiece's word-start mark, a piece of its own before some words
+# Limits of terminology constraints (see Translator.term_constraints).
+MAX_TERM_PIECES = 16
+MAX_LINE_TERM_PIECES = 32
 
 
 @dataclass
@@ -75,7 +78,6 @@ class Translator:
         self.warn = warn or (lambda msg: print(f"nmt: warning: {msg}", file=sys.stderr))
         self._warned_workers = False
         self._search_model: torch.nn.Module | None = None  # made at the first translation
-        self._term_ids: dict[str, list[int]] = {}  # target term -> its pieces ([]: skipped)
 
     def translate(self, lines: list[str]) -> list[str]:
         """The best translation of every line, in input order (an empty line stays empty)."""
@@ -105,7 +107,7 @@ class Translator:
         """
         encoded = self._encode(lines)
         prefix_ids = self._encode_prefixes(prefixes, len(lines))
-        constraint_ids = self._encode_terms(lines, terms)
+        constraint_ids = self.term_constraints(lines, terms)
         check_guidance(self.cfg, constraint_ids is not None)
         results: list[list[Translation]] = [[] for _ in lines]
         todo = [i for i, ids in enumerate(encoded) if ids]
@@ -208,31 +210,53 @@ class Translator:
         ids = [self.tgt_tok.encode(p.strip()) if p and p.strip() else [] for p in prefixes]
         return ids if any(ids) else None
 
-    def _encode_terms(self, lines: list[str], terms: TermTable | None) -> list | None:
-        """Per line, the pieces of each target term it asks for; None when no line asks."""
+    def term_constraints(self, lines: list[str], terms: TermTable | None) -> list | None:
+        """Per line, the pieces of each target term it asks for; None when no line asks.
+
+        The constrained search's memory grows with the phrases' pieces (squared per phrase),
+        so a term is at most ``MAX_TERM_PIECES`` pieces and a line's terms together at most
+        ``MAX_LINE_TERM_PIECES``.
+
+        Raises:
+            NMTError: a term or a line's terms over those limits.
+        """
         if terms is None or len(terms) == 0:
             return None
-        per_line = [[self._term_pieces(t) for t in terms.constraints_for(line)] for line in lines]
-        per_line = [[ids for ids in line if ids] for line in per_line]
+        pieces: dict[str, list[int]] = {}  # this call's terms only: a server sees endless terms
+        per_line = []
+        for number, line in enumerate(lines, start=1):
+            wanted = [self._term_pieces(term, pieces) for term in terms.constraints_for(line)]
+            wanted = [ids for ids in wanted if ids]
+            if sum(len(ids) for ids in wanted) > MAX_LINE_TERM_PIECES:
+                raise NMTError(
+                    f"line {number} asks for terms of more than {MAX_LINE_TERM_PIECES} "
+                    "target pieces in all: use fewer or shorter terms for it"
+                )
+            per_line.append(wanted)
         return per_line if any(per_line) else None
 
-    def _term_pieces(self, term: str) -> list[int]:
+    def _term_pieces(self, term: str, cache: dict[str, list[int]]) -> list[int]:
         """A target term's pieces (as a word inside a sentence), or [] with a warning when
         the target vocabulary cannot spell it (it would need UNK)."""
-        if term not in self._term_ids:
+        if term not in cache:
             ids = self.tgt_tok.encode(term)
             if len(ids) > 1 and self.tgt_tok.id_to_piece(ids[0]) == WORD_START:
                 # "eau" alone is "▁" + "eau", but "l'eau" ends "'" + "eau": without the bare
                 # word-start piece the term is met both ways.
                 ids = ids[1:]
+            if len(ids) > MAX_TERM_PIECES:
+                raise NMTError(
+                    f"the target term {term[:40]!r} is {len(ids)} pieces long: a term may have "
+                    f"at most {MAX_TERM_PIECES}"
+                )
             if UNK_ID in ids or not ids:
                 self.warn(
                     f"the target term {term!r} has pieces outside the model's target "
                     "vocabulary: it is not enforced"
                 )
                 ids = []
-            self._term_ids[term] = ids
-        return self._term_ids[term]
+            cache[term] = ids
+        return cache[term]
 
     def _encode(self, lines: list[str]) -> list[list[int]]:
         """Piece ids per line ([] for blank lines), truncated to ``max_src_len`` with a warning."""

@@ -90,7 +90,12 @@ class Decoder:
         Raises:
             RequestError: 400 for bad terms, or terms without beam search.
         """
-        constraint_kwargs(request.prefixes, request.terms)
+        kwargs = constraint_kwargs(request.prefixes, request.terms)
+        if "terms" in kwargs:  # their size bounds the search's memory: refuse before queueing
+            try:
+                self.translator.term_constraints(request.sentences, kwargs["terms"])
+            except NMTError as err:
+                raise RequestError(400, f"terms: {err}") from None
         settings = DecodeSettings.of(request, self.base)
         if request.terms and settings.method != "beam":  # only beam search can place terms
             raise RequestError(

@@ -50,10 +50,17 @@ def parse_request(body: bytes, limits: ServeSettings) -> TranslateRequest:
     alignments = data.get("alignments", False)
     if not isinstance(alignments, bool):
         raise RequestError(400, "alignments must be true or false")
+    n_best = _bounded_int(data, "n_best", limits.max_beam)
+    if alignments and len(sentences) * (n_best or 1) > limits.max_aligned:
+        raise RequestError(
+            400,
+            f"alignments are returned for at most {limits.max_aligned} hypotheses per "
+            f"request (sentences x n_best; --{flag('max_aligned')}): split the request",
+        )
     return TranslateRequest(
         sentences=sentences,
         beam=_bounded_int(data, "beam", limits.max_beam),
-        n_best=_bounded_int(data, "n_best", limits.max_beam),
+        n_best=n_best,
         length_penalty=_length_penalty(data.get("length_penalty"), limits),
         alignments=alignments,
         prefixes=_prefixes(data.get("prefix"), len(sentences), limits),
@@ -70,7 +77,7 @@ def _json_object(body: bytes) -> dict[str, Any]:
         ) from None
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as err:
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, or an over-long integer
         where = (
             f" ({err.msg} at line {err.lineno} column {err.colno})" if hasattr(err, "msg") else ""
         )
@@ -123,6 +130,7 @@ def _length_penalty(value: Any, limits: ServeSettings) -> float | None:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
+        or (isinstance(value, int) and abs(value) > top)  # isfinite overflows on huge ints
         or not math.isfinite(value)
         or not 0 <= value <= top
     ):

@@ -32,6 +32,8 @@ class ServeSettings:
     max_beam: int = _limit(16, "largest beam and n_best of a request")
     max_length_penalty: float = _limit(5.0, "largest length_penalty of a request")
     max_terms: int = _limit(100, "[source, target] term pairs per request")
+    # each such hypothesis returns its (target x source) attention matrix (~100k numbers)
+    max_aligned: int = _limit(64, "hypotheses (sentences x n_best) per request with alignments")
 
     def check(self) -> None:
         """Refuse settings that cannot work.
@@ -46,6 +48,7 @@ class ServeSettings:
             "max_chars",
             "max_body_bytes",
             "max_beam",
+            "max_aligned",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{flag(name)} must be at least 1 (got {getattr(self, name)})")
