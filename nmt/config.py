@@ -49,6 +49,7 @@ from nmt.errors import ConfigError
 
 # Fixed special ids, shared by the tokenizer, the model and search.
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+WORD_START = "\u2581"  # sentencepiece's word-start mark "▁" (a piece of its own before some words)
 
 
 @dataclass

@@ -149,17 +149,13 @@ def translate_streaming(args: argparse.Namespace, translator: Translator) -> Don
     if args.input is None and stdin_is_terminal() and not args.quiet:
         print("nmt: ready: type a sentence and press Enter (Ctrl-D ends)", file=sys.stderr)
 
-    warn = translator.warn
-
     def translate_line(position: int, line: str) -> tuple[list[str], list[str]]:
         plot = bool(args.attention_plot) and position < args.plot_count
-        # The Translator numbers lines within its call, here always "input line 1".
-        translator.warn = lambda msg: warn(
-            msg.replace("input line 1 ", f"input line {position + 1} ", 1)
-        )
         start = time.perf_counter()
         with torch.inference_mode():
-            result = translator.translate_nbest([line], bool(args.alignments) or plot)[0]
+            result = translator.translate_nbest(
+                [line], bool(args.alignments) or plot, first_line=position + 1
+            )[0]
         done.seconds += time.perf_counter() - start
         done.tokens += len(result[0].tokens) if result else 0
         if plot:

@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from nmt.config import WORD_START
 from nmt.config_choices import VectorFormat
 from nmt.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 FORMATS = VectorFormat.values()  # the config's choices (nmt/config_choices.py)
-WORD_START = "\u2581"  # sentencepiece's word-boundary mark "▁"
 PUNCTUATION = string.punctuation + "\u00ab\u00bb\u2019\u201c\u201d\u2026"  # ASCII + « » ’ “ ” …
 
 

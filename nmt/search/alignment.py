@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nmt.config import WORD_START
 from nmt.errors import NMTError
 
 if TYPE_CHECKING:  # annotations only: this module needs no torch at run time
     from nmt.search.translator import Translation, Translator
 
-WORD_START = "\u2581"  # sentencepiece's ▁: the piece begins a word
 UNK_PIECE = "<unk>"
 UNK_SURFACE = " \u2047 "  # how sentencepiece decodes an unknown piece
 

@@ -33,12 +33,10 @@ import torch
 from torch import Tensor
 
 from nmt.config import BOS_ID, EOS_ID, DecodeConfig
-from nmt.search.constraints import constrain
+from nmt.search.constraints import NEG_INF, constrain
 from nmt.search.hypothesis import Hypothesis, coverage_penalty, length_penalty, max_output_lengths
 from nmt.search.lexical_constraints import LexicalConstraints
 from nmt.search.prefix import Prefix
-
-NEG_INF = float("-inf")
 
 Finished = tuple[float, list[int], "Tensor | None"]  # (score, tokens, attention (T, S))
 

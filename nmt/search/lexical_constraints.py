@@ -38,9 +38,9 @@ from torch import Tensor
 
 from nmt.config import BOS_ID, EOS_ID, PAD_ID
 from nmt.errors import NMTError
+from nmt.search.constraints import NEG_INF
 from nmt.search.hypothesis import Hypothesis
 
-NEG_INF = float("-inf")
 NO_TOKEN = -1  # pads phrases, and tails before the first token: never equal to a real token
 
 

@@ -17,8 +17,7 @@ from torch import Tensor
 
 from nmt.config import BOS_ID, EOS_ID, PAD_ID
 from nmt.errors import NMTError
-
-NEG_INF = float("-inf")
+from nmt.search.constraints import NEG_INF
 
 
 @dataclass

@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from nmt.config import UNK_ID, DecodeConfig
+from nmt.config import UNK_ID, WORD_START, DecodeConfig
 from nmt.data.batching import inference_batches, pad
 from nmt.errors import NMTError
 from nmt.search import check_guidance, search
@@ -22,7 +22,6 @@ from nmt.search.table_step import search_view
 from nmt.search.terminology import TermTable
 from nmt.search.workers import Job, search_in_workers
 
-WORD_START = "\u2581"  # sentencepiece's word-start mark, a piece of its own before some words
 # Limits of terminology constraints (see Translator.term_constraints).
 MAX_TERM_PIECES = 16
 MAX_LINE_TERM_PIECES = 32
@@ -91,11 +90,14 @@ class Translator:
         *,
         prefixes: list[str | None] | None = None,
         terms: TermTable | None = None,
+        first_line: int = 1,
     ) -> list[list[Translation]]:
         """Per input line, its ``decode_cfg.n_best`` translations, best first.
 
         Empty or whitespace-only lines give ``[]`` without running the model.
         ``progress(n)`` is called after each batch with the number of lines it finished.
+        ``first_line``: the number warnings give ``lines[0]`` (a caller feeding lines one by
+        one passes each line's own).
         ``prefixes``: per line, target text its translation must start with (None or ""
         for none; the translation's text and tokens include it). ``terms``: the target
         term of every source term found in a line must appear in its translation (beam
@@ -105,7 +107,7 @@ class Translator:
             NMTError: not one prefix per line, or terms with a search method that cannot
                 follow them (:func:`~nmt.search.check_guidance`).
         """
-        encoded = self._encode(lines)
+        encoded = self._encode(lines, first_line)
         prefix_ids = self._encode_prefixes(prefixes, len(lines))
         constraint_ids = self.term_constraints(lines, terms)
         check_guidance(self.cfg, constraint_ids is not None)
@@ -258,8 +260,9 @@ class Translator:
             cache[term] = ids
         return cache[term]
 
-    def _encode(self, lines: list[str]) -> list[list[int]]:
-        """Piece ids per line ([] for blank lines), truncated to ``max_src_len`` with a warning."""
+    def _encode(self, lines: list[str], first_line: int = 1) -> list[list[int]]:
+        """Piece ids per line ([] for blank lines), truncated to ``max_src_len`` with a warning
+        that numbers the line from ``first_line``."""
         todo = [i for i, line in enumerate(lines) if line.strip()]
         texts = [lines[i].strip() for i in todo]
         if hasattr(self.src_tok, "encode_batch"):
@@ -270,7 +273,7 @@ class Translator:
         for i, ids in zip(todo, ids_list):
             if len(ids) > self.max_src_len:
                 self.warn(
-                    f"input line {i + 1} has {len(ids)} pieces; only the first "
+                    f"input line {i + first_line} has {len(ids)} pieces; only the first "
                     f"{self.max_src_len} are translated"
                 )
                 ids = ids[: self.max_src_len]
