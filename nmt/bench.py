@@ -15,13 +15,19 @@ Each phase runs in its own child process, so its peak RSS is its own:
    tokens/s, BLEU. The model is the peers' exact architecture (input feeding on) trained
    here for the peers' budget, 300 updates of ~2,000 target tokens (``--checkpoint`` loads
    another), so its BLEU can be set beside theirs.
+4. ``decode_int8``: the same model and sentences decoded in fp32 and in int8
+   (:func:`nmt.models.quantize.quantize_for_cpu`), their timed passes interleaved (fp32,
+   int8, fp32, ...) so that the machine's drift hits both: median sentences/s of each,
+   int8 / fp32, the BLEU of each and the share of identical outputs.
+
+Phases 3 and 4 are in :mod:`nmt.bench_decode`; this module trains their model and runs
+every phase (:func:`run_bench`).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import platform
-import resource
 import statistics
 import tempfile
 import time
@@ -34,13 +40,11 @@ import torch
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 
-from nmt.config import DecodeConfig, conf_dir, register_configs
+from nmt.bench_decode import decode_speed, int8_decode_speed, peak_rss_mib
+from nmt.config import conf_dir, register_configs
 from nmt.data.batching import TokenBatchSampler, pair_lengths
 from nmt.data.prepare import prepare
-from nmt.inference import load_for_inference
 from nmt.profiling import step_time_split
-from nmt.scoring import score
-from nmt.search.translator import Translator
 from nmt.search.workers import threads_per_worker
 from nmt.train.distributed import DistInfo
 from nmt.train.run import train
@@ -77,6 +81,7 @@ class BenchPlan:
     profile_steps: int = 5  # steps under torch.profiler for the time split
     decode_updates: int = 300  # training budget of the decode model (the peers' budget)
     decode_sentences: int = 1000  # of test_2016_flickr
+    int8_passes: int = 3  # timed passes of each of fp32 and int8 (interleaved)
     tokens_per_update: int = TARGET_TOKENS_PER_UPDATE
     overrides: list[str] = field(default_factory=list)  # on top of REFERENCE
 
@@ -84,7 +89,12 @@ class BenchPlan:
 def plan(quick: bool) -> BenchPlan:
     if quick:
         return BenchPlan(
-            warmup=5, steps=15, profile_steps=3, decode_updates=100, decode_sentences=500
+            warmup=5,
+            steps=15,
+            profile_steps=3,
+            decode_updates=100,
+            decode_sentences=500,
+            int8_passes=1,
         )
     return BenchPlan()
 
@@ -93,10 +103,6 @@ def compose(overrides: list[str]):
     register_configs()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return hydra_compose("config", overrides=overrides)
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- 1. matmul peak --------------------------------------------------------------------
@@ -210,7 +216,7 @@ def calibrate_max_tokens(overrides: list[str], target: int = TARGET_TOKENS_PER_U
     return guess
 
 
-# --- 3. decoding speed -----------------------------------------------------------------
+# --- 3. the decode model (the decoding phases: nmt.bench_decode) -----------------------
 def train_decode_model(overrides: list[str], out: Path, updates: int, threads: int) -> dict:
     """Train the decode model for exactly ``updates`` updates (no time limit)."""
     start = time.perf_counter()
@@ -230,54 +236,6 @@ def train_decode_model(overrides: list[str], out: Path, updates: int, threads: i
         "trained_updates": updates,
         "valid_bleu_greedy": round(best, 2),
         "wall_seconds": round(time.perf_counter() - start, 1),
-    }
-
-
-def decode_speed(
-    checkpoint: str, method: str, threads: int, limit: int, workers: int = 1
-) -> dict[str, Any]:
-    """Decode the first ``limit`` test sentences with ``threads`` torch threads, split
-    between ``workers`` processes (``decode.workers``)."""
-    torch.set_num_threads(threads)
-    model, src_tok, tgt_tok, cfg = load_for_inference(checkpoint)
-    split = prepare(cfg).splits["test_2016_flickr"]
-    sources, refs = list(split.src_text[:limit]), list(split.tgt_text[:limit])
-    beam = 5 if method == "beam5" else 1
-    decode = DecodeConfig(
-        method="beam" if beam > 1 else "greedy",
-        beam_size=beam,
-        length_penalty=1.0,
-        max_len_a=0.0,
-        max_len_b=100,
-        max_tokens=1_000_000,  # batches of 32 sentences, as the peers decode
-        max_sentences=32,
-        workers=workers,
-    )
-    translator = Translator(model, src_tok, tgt_tok, decode)
-    with torch.inference_mode():
-        translator.translate(sources[:16])  # warm-up
-        start = time.perf_counter()
-        results = translator.translate_nbest(sources)
-        seconds = time.perf_counter() - start
-    hyps = [r[0].text if r else "" for r in results]
-    out_tokens = sum(len(r[0].tokens) for r in results if r)
-    scores = score(hyps, [refs], metrics=("bleu", "chrf"))
-    return {
-        "method": method,
-        "sentences": len(sources),
-        "sent_s": round(len(sources) / seconds, 1),
-        "out_tok_s": round(out_tokens / seconds),
-        "seconds": round(seconds, 2),
-        "bleu": scores["bleu"],
-        "chrf": scores["chrf"],
-        "bleu_signature": scores["bleu_signature"],
-        "workers": workers,
-        "threads_per_worker": threads_per_worker(workers, threads),
-        "peak_rss_mib": round(peak_rss_mib()),
-        # the largest worker process (0 without workers); each also maps the shared model
-        "worker_peak_rss_mib": round(
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if workers > 1 else 0
-        ),
     }
 
 
@@ -351,7 +309,7 @@ def run_bench(
         # last.pt: the model after exactly that many updates (best.pt may be an earlier one)
         checkpoint = str(out / "last.pt")
         result["decode_model"] = {"checkpoint": checkpoint, "trained_here": True, **info}
-    result["decode"] = []
+    result["decode"], result["decode_int8"] = [], []
     # One process with all threads, then (with 2+ threads) one single-threaded worker per
     # thread, the layout small decoder steps use best (nmt.search.workers).
 
@@ -360,8 +318,12 @@ def run_bench(
             log(
                 f"decode {method}, {workers} process(es) x {threads_per_worker(workers, threads)} threads ..."
             )
-            row = call(decode_speed, checkpoint, method, threads, bp.decode_sentences, workers)
+            args = (checkpoint, method, threads, bp.decode_sentences, workers)
+            row = call(decode_speed, *args)
             result["decode"].append(row)
             log(f"  {row['sent_s']} sent/s, BLEU {row['bleu']}")
+            row = call(int8_decode_speed, *args, bp.int8_passes)
+            result["decode_int8"].append(row)
+            log(f"  fp32 vs int8: {row['fp32_sent_s']} vs {row['int8_sent_s']} sent/s")
     result["wall_seconds"] = round(time.time() - started, 1)
     return result

@@ -21,6 +21,7 @@ from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError, first_line
 from nmt.models.attention import Attention
 from nmt.models.builder import build_model
+from nmt.models.quantize import quantize_for_cpu
 from nmt.search.ensemble import Ensemble
 from nmt.train.checkpoint import BEST, LAST, load_checkpoint
 
@@ -96,9 +97,15 @@ def load_for_inference(run_dir_or_file: str | Path, device: str | torch.device =
     return model, src, tgt, cfg
 
 
-def load_translation_model(checkpoint: str | Path, ensemble: list[str], device: torch.device):
+def load_translation_model(
+    checkpoint: str | Path,
+    ensemble: list[str],
+    device: torch.device,
+    quantize: str | None = None,
+):
     """The translation model of ``checkpoint`` (an :class:`~nmt.search.ensemble.Ensemble`
-    with the ``ensemble`` members, which must share its vocabularies).
+    with the ``ensemble`` members, which must share its vocabularies); with ``quantize``
+    (``"int8"``, CPU only) its per-step layers in int8 (:mod:`nmt.models.quantize`).
 
     Returns:
         ``(model, src_vocab, tgt_vocab, decode, cfg)``: ``decode`` is the first checkpoint's
@@ -118,6 +125,8 @@ def load_translation_model(checkpoint: str | Path, ensemble: list[str], device: 
                 )
             models.append(other)
         model = Ensemble(models).eval()
+    if quantize:
+        model = quantize_for_cpu(model, quantize)
     return model, src, tgt, decode_settings(cfg), cfg
 
 

@@ -247,14 +247,18 @@ def run_row(run: Run, metric: str, settings: dict[str, str]) -> dict[str, Any]:
 
 
 def eval_scores(run: Path) -> dict[str, dict[str, float]]:
-    """``{split: {"bleu": ..., "chrf": ...}}`` from ``eval/results.json`` ({} without it)."""
+    """``{split: {"bleu": ..., "chrf": ...}}`` from ``eval/results.json`` ({} without it, or
+    when it holds the scores of a quantized model)."""
     path = run / "eval" / "results.json"
     if not path.is_file():
         return {}
     try:
-        splits = json.loads(path.read_text(encoding="utf-8")).get("splits", {})
+        results = json.loads(path.read_text(encoding="utf-8"))
+        splits = results.get("splits", {})
     except (OSError, ValueError, AttributeError):
         raise NMTError(f"{path} is not readable JSON: run nmt-evaluate {run} again") from None
+    if results.get("quantize"):  # int8 scores (nmt-evaluate --out RUN/eval) are not the run's
+        return {}
     return {
         s: {m: v[m] for m in ("bleu", "chrf") if m in v}
         for s, v in splits.items()

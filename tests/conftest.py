@@ -188,3 +188,16 @@ def run_cli_in_process(main, argv: list[str], monkeypatch, capsys) -> tuple[int,
     except SystemExit as err:
         code = int(err.code or 0)
     return code, capsys.readouterr().err
+
+
+def step_by_step(model, src, lengths, tokens: torch.Tensor):
+    """Feed ``tokens (B, T)`` to ``model`` one step at a time, as searches call it (encode,
+    init_state, then step with the state carried): ``([(log_probs (B, V), attn), ...] per
+    step, the final state)``."""
+    enc = model.encode(src, lengths)
+    state = model.init_state(enc)
+    out = []
+    for t in range(tokens.size(1)):
+        log_probs, attn, state = model.step(tokens[:, t], state, enc)
+        out.append((log_probs, attn))
+    return out, state

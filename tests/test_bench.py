@@ -70,12 +70,32 @@ def test_format_table_lists_every_row():
             {**decode, "method": "greedy"},
             {**decode, "workers": 2, "threads_per_worker": 1, "worker_peak_rss_mib": 350},
         ],
+        "decode_int8": [
+            {
+                "method": "beam5",
+                "sentences": 1000,
+                "workers": 1,
+                "threads_per_worker": 2,
+                "passes": 3,
+                "fp32_sent_s": 200.0,
+                "int8_sent_s": 260.0,
+                "int8_speedup": 1.3,
+                "fp32_bleu": 40.0,
+                "int8_bleu": 39.9,
+                "same_output": 0.97,
+            }
+        ],
     }
     table = format_table(result)
     assert "| input feeding off | 2000 | 3000 | 600.0 |" in table
     assert "| input feeding on |" in table and "| beam5 | 1 x 2 | 1000 | 200.0 |" in table
     assert "| beam5 | 2 x 1 | 1000 | 200.0 |" in table and "| 400 (350) |" in table
     assert "| greedy |" in table and "matmul peak 100.0 GFLOP/s" in table
+    assert (
+        "median of 3 (fp32 measured again here" in table
+        and "| beam5 | 1 x 2 | 200.0 | 260.0 | 1.30 | 40.0 | 39.9 | 97 % |" in table
+    )
+    assert "int8" not in format_table({**result, "decode_int8": []})  # an older bench.json
 
 
 def test_bench_smoke_run_writes_every_field(shared_data, monkeypatch, tmp_path):
@@ -90,6 +110,7 @@ def test_bench_smoke_run_writes_every_field(shared_data, monkeypatch, tmp_path):
         profile_steps=1,
         decode_updates=2,
         decode_sentences=40,  # two batches of at most 32, so the 2-worker rows use workers
+        int8_passes=1,
         tokens_per_update=300,
         overrides=[
             "data.train_limit=300",
@@ -129,6 +150,11 @@ def test_bench_smoke_run_writes_every_field(shared_data, monkeypatch, tmp_path):
             assert row[key] > 0, key
         assert (row["worker_peak_rss_mib"] > 0) == (row["workers"] > 1)
         assert row["bleu"] >= 0 and "nrefs:1" in row["bleu_signature"]
+    int8 = [(r["method"], r["workers"], r["threads_per_worker"]) for r in result["decode_int8"]]
+    assert int8 == rows
+    for row in result["decode_int8"]:
+        assert row["fp32_sent_s"] > 0 and row["int8_sent_s"] > 0 and row["int8_speedup"] > 0
+        assert row["passes"] == tiny.int8_passes and 0 <= row["same_output"] <= 1
     table = format_table(result)
     assert "time split of a training step" in table
     assert table.count("| input feeding on |") == 2  # the speed row and the split row

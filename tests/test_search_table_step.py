@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import step_by_step
 
 from nmt.config import BOS_ID, DecodeConfig
 from nmt.data.batching import pad
@@ -13,17 +14,6 @@ from nmt.search.ensemble import Ensemble
 from nmt.search.table_step import TableStepSeq2Seq, search_view
 from nmt.search.translator import Translator
 from tests.test_search_real_model import batch, tiny_model
-
-
-def _steps(model, src, lengths, tokens: torch.Tensor):
-    """Log-probs, attention and final hidden state of feeding ``tokens (B, T)`` step by step."""
-    enc = model.encode(src, lengths)
-    state = model.init_state(enc)
-    out = []
-    for t in range(tokens.size(1)):
-        lp, attn, state = model.step(tokens[:, t], state, enc)
-        out.append((lp, attn))
-    return out, state
 
 
 def _assert_same_steps(a, b) -> None:
@@ -51,15 +41,17 @@ def test_table_step_equals_the_model_step_also_after_load_state_dict(feed):
     with torch.inference_mode():
         view = search_view(model)
         assert isinstance(view, TableStepSeq2Seq)
-        _assert_same_steps(_steps(view, src, lengths, tokens), _steps(model, src, lengths, tokens))
+        _assert_same_steps(
+            step_by_step(view, src, lengths, tokens), step_by_step(model, src, lengths, tokens)
+        )
 
     # New weights (another seed, as a checkpoint would bring): a new view equals the new
     # plain step; the old view still holds the old table, so it must be rebuilt.
     model.load_state_dict(tiny_model(input_feeding=feed, seed=7).state_dict())
     with torch.inference_mode():
-        plain = _steps(model, src, lengths, tokens)
-        _assert_same_steps(_steps(search_view(model), src, lengths, tokens), plain)
-        stale = _steps(view, src, lengths, tokens)[0][1][0]
+        plain = step_by_step(model, src, lengths, tokens)
+        _assert_same_steps(step_by_step(search_view(model), src, lengths, tokens), plain)
+        stale = step_by_step(view, src, lengths, tokens)[0][1][0]
         assert not torch.allclose(stale, plain[0][1][0], atol=1e-3)
 
 

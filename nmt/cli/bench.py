@@ -5,8 +5,8 @@
     nmt-bench --checkpoint runs/quickstart/<run>   # decode speed of a model you trained
     nmt-bench --serve             # nmt-serve under 1, 8, 32 clients, batching on and off
 
-See :mod:`nmt.bench` for what each number means. Quote medians and ratios measured in
-the same run: these machines are noisy.
+See :mod:`nmt.bench` and :mod:`nmt.bench_decode` for what each number means. Quote medians
+and ratios measured in the same run: these machines are noisy.
 """
 
 from __future__ import annotations
@@ -146,6 +146,23 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(
             f"| {r['method']} | {r['workers']} x {r['threads_per_worker']} | {r['sentences']} | "
             f"{r['sent_s']} | {r['out_tok_s']} | {r['bleu']} | {r['chrf']} | {rss} |"
+        )
+    int8 = result.get("decode_int8") or []
+    if int8:
+        lines += [
+            "",
+            f"int8 decoding (--quantize int8), passes interleaved with fp32, median of "
+            f"{int8[0]['passes']} (fp32 measured again here, so it can differ from the table "
+            "above)",
+            "| search | processes x threads | fp32 sent/s | int8 sent/s | int8 / fp32 "
+            "| fp32 BLEU | int8 BLEU | same output |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+    for r in int8:
+        lines.append(
+            f"| {r['method']} | {r['workers']} x {r['threads_per_worker']} | "
+            f"{r['fp32_sent_s']} | {r['int8_sent_s']} | {r['int8_speedup']:.2f} | "
+            f"{r['fp32_bleu']} | {r['int8_bleu']} | {100 * r['same_output']:.0f} % |"
         )
     return "\n".join(lines)
 

@@ -17,6 +17,7 @@ from nmt.config import DecodeConfig
 from nmt.config_checks import check_decode_config
 from nmt.config_choices import Device
 from nmt.errors import ConfigError
+from nmt.quantize_scheme import SCHEMES
 
 # DecodeConfig field -> the argparse dest of its flag ("method" is --greedy/--sample/--beam).
 DECODE_FLAGS = {
@@ -41,7 +42,8 @@ DECODE_FLAGS = {
 
 
 def add_decode_flags(p: argparse.ArgumentParser) -> None:
-    """The search flags, ``--device`` and ``--max-src-len`` (in this order in ``--help``)."""
+    """The search flags, ``--device``, ``--quantize`` and ``--max-src-len`` (in this order in
+    ``--help``)."""
     p.add_argument(
         "--beam", type=int, help="beam size (default: the checkpoint's decode.beam_size)"
     )
@@ -65,6 +67,7 @@ def add_decode_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default="auto", choices=Device.values(), help="where to decode (default: auto)"
     )
+    add_quantize_flag(p)
     p.add_argument(
         "--workers",
         type=int,
@@ -82,6 +85,17 @@ def add_decode_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, help="sampling: draw among the K likeliest (0 = all)")
     p.add_argument("--top-p", type=float, help="sampling: draw within probability mass P (nucleus)")
     p.add_argument("--seed", type=int, help="sampling: random seed")
+
+
+def add_quantize_flag(p: argparse.ArgumentParser) -> None:
+    """``--quantize int8`` (nmt-translate, nmt-evaluate, nmt-serve)."""
+    p.add_argument(
+        "--quantize",
+        choices=SCHEMES,
+        help="int8: decode on the CPU with the output layer, the per-step attention layers and "
+        "the GRU/LSTM weights in int8, one scale per row (torch dynamic quantization; "
+        "--device auto means cpu, cuda is refused)",
+    )
 
 
 def _add_ranking_flags(p: argparse.ArgumentParser) -> None:

@@ -3,6 +3,7 @@
     nmt-evaluate runs/quickstart                       # every data.test_splits of the run
     nmt-evaluate runs/x --splits test_2016_flickr --beam 12 --length-penalty 1.0
     nmt-evaluate runs/x --greedy --examples 3 --json
+    nmt-evaluate runs/x --quantize int8                # int8 on the CPU, into runs/x/eval_int8
 
 The test sets come from the run's own data config (the prepared cache, or a fresh
 prepare from the mirror/download), their raw text is translated by the same
@@ -10,7 +11,9 @@ prepare from the mirror/download), their raw text is translated by the same
 :func:`nmt.scoring.score`: cased detokenized sacreBLEU and chrF (what to report) plus
 lowercased Moses-tokenized BLEU (``--no-lc-tok`` to skip), the variant the Multi30k
 literature publishes. Writes ``RUN/eval/<split>.{src,ref,hyp}`` and
-``RUN/eval/results.json``; returns the first split's BLEU.
+``RUN/eval/results.json`` (``RUN/eval_int8`` with ``--quantize int8``: ``nmt-report`` and
+``nmt-serve``'s ``/models`` show ``RUN/eval`` as the run's scores); returns the first
+split's BLEU.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ import torch
 
 from nmt.cli import make_parser
 from nmt.cli.common import run_guarded
+from nmt.cli.decode_flags import add_quantize_flag
 from nmt.config_choices import Device
 from nmt.data.prepare import prepare
 from nmt.devices import resolve_device
 from nmt.errors import NMTError
 from nmt.inference import load_translation_model, resolve_checkpoint
 from nmt.outputs import check_output_folder, write_text
+from nmt.quantize_scheme import quantize_device
 from nmt.scoring import format_scores, score
 from nmt.search.translator import Translator
 
@@ -43,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "nmt-evaluate runs/quickstart                 # every data.test_splits of the run",
             "nmt-evaluate runs/x --splits test_2016_flickr --beam 12 --length-penalty 1.0",
             "nmt-evaluate runs/x --greedy --examples 3 --json",
+            "nmt-evaluate runs/x --quantize int8         # int8 on the CPU: writes runs/x/eval_int8",
         ],
     )
     p.add_argument("run", help="a run folder (best.pt, else last.pt) or a .pt file")
@@ -52,20 +58,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode.add_argument("--greedy", action="store_true", help="greedy search")
     p.add_argument("--length-penalty", type=float, help="GNMT alpha (0 = raw log-probability)")
     p.add_argument("--examples", type=int, default=0, help="print N example translations")
-    p.add_argument("--out", help="folder for hypotheses and results.json (default: RUN/eval)")
+    p.add_argument(
+        "--out",
+        help="folder for hypotheses and results.json (default: RUN/eval; with --quantize int8, "
+        "RUN/eval_int8, so the fp32 scores that nmt-report and nmt-serve show stay fp32)",
+    )
     p.add_argument("--no-lc-tok", action="store_true", help="skip lowercased Moses-tok BLEU")
     p.add_argument("--device", default="auto", choices=Device.values())
+    add_quantize_flag(p)
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     return p.parse_args(argv)
 
 
 def evaluate(args: argparse.Namespace) -> dict:
     """Translate and score every split; returns ``{split: scores}``."""
-    device = resolve_device(args.device, "--device")
+    device = resolve_device(quantize_device(args.quantize, args.device), "--device")
     ckpt = resolve_checkpoint(args.run)
-    out_dir = Path(args.out) if args.out else (ckpt.parent / "eval")
+    # int8 scores get a folder of their own: RUN/eval is what nmt-report and nmt-serve show.
+    default = f"eval_{args.quantize}" if args.quantize else "eval"
+    out_dir = Path(args.out) if args.out else (ckpt.parent / default)
     check_output_folder(out_dir, "--out" if args.out else "evaluation folder")
-    model, src_tok, tgt_tok, decode, cfg = load_translation_model(ckpt, [], device)
+    model, src_tok, tgt_tok, decode, cfg = load_translation_model(ckpt, [], device, args.quantize)
     if args.greedy:
         decode = replace(decode, method="greedy", beam_size=1)
     elif args.beam is not None:
@@ -115,7 +128,12 @@ def evaluate(args: argparse.Namespace) -> dict:
             print(format_scores(scores))
             for i in range(min(args.examples, len(hyps))):
                 print(f"  src: {sources[i]}\n  ref: {refs[i]}\n  hyp: {hyps[i]}\n")
-    summary = {"checkpoint": str(ckpt), "decode": asdict(decode), "splits": results}
+    summary = {
+        "checkpoint": str(ckpt),
+        "quantize": args.quantize,
+        "decode": asdict(decode),
+        "splits": results,
+    }
     write_text(out_dir / "results.json", json.dumps(summary, indent=2) + "\n")
     if args.json:
         print(json.dumps(summary))

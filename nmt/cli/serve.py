@@ -14,6 +14,7 @@ from dataclasses import fields
 
 from nmt.cli import make_parser
 from nmt.cli.common import run_guarded
+from nmt.cli.decode_flags import add_quantize_flag
 from nmt.config_choices import Device
 from nmt.errors import NMTError
 
@@ -35,6 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: a free one)")
     p.add_argument("--device", default="auto", choices=Device.values())
+    add_quantize_flag(p)
     p.add_argument(
         "--workers",
         type=int,
@@ -84,7 +86,9 @@ def run(args: argparse.Namespace) -> None:
             "which has no authentication",
             file=sys.stderr,
         )
-    served = load_served_model(args.checkpoint, args.device, args.workers, args.max_src_len)
+    served = load_served_model(
+        args.checkpoint, args.device, args.workers, args.max_src_len, args.quantize
+    )
     sock = bind(args.host, args.port)
     print(f"nmt-serve: {served.info['name']} on {url_of(sock)}/", file=sys.stderr, flush=True)
     app = create_app(served, settings)

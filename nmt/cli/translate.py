@@ -30,6 +30,9 @@ none): the translation starts with it, then the search continues it. ``--terms F
 found in a line (whole words, any case) into its translation (``nmt/search/terminology.py``,
 ``nmt/search/lexical_constraints.py``); greedy search and sampling refuse terms. Both need
 the whole input at once (not ``--interactive``).
+
+``--quantize int8`` decodes on the CPU with the model's per-step layers in int8
+(``nmt/models/quantize.py``; ``--device auto`` means cpu, ``--device cuda`` is refused).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from nmt.devices import resolve_device
 from nmt.errors import ConfigError
 from nmt.inference import has_attention, load_translation_model
 from nmt.outputs import check_output_file, check_output_folder, write_text
+from nmt.quantize_scheme import quantize_device
 from nmt.search.plots import plot_attention_maps
 from nmt.search.terminology import TermTable
 from nmt.search.translator import Translator
@@ -69,6 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "nmt-translate runs/a -i in.en --ensemble runs/b/best.pt runs/c/best.pt",
             "nmt-translate runs/x --interactive    # each line answered (and flushed) as it comes",
             "nmt-translate runs/x -i in.en --alignments -   # TEXT ||| 0-0 1-2 2-1 (src-out words)",
+            "nmt-translate runs/x -i in.en --quantize int8  # int8 weights on the CPU",
         ],
     )
     p.add_argument("checkpoint", help="a run folder (uses best.pt, else last.pt) or a .pt file")
@@ -172,9 +177,9 @@ def check_alignments(args: argparse.Namespace, model) -> None:
 def run(args: argparse.Namespace) -> None:
     check_options(args)
     check_outputs(args)
-    device = resolve_device(args.device, "--device")
+    device = resolve_device(quantize_device(args.quantize, args.device), "--device")
     model, src_tok, tgt_tok, base, _ = load_translation_model(
-        args.checkpoint, args.ensemble, device
+        args.checkpoint, args.ensemble, device, args.quantize
     )
     note_missing_attention(args, model)
     check_alignments(args, model)
@@ -200,7 +205,8 @@ def run(args: argparse.Namespace) -> None:
         print(
             f"nmt: translated {done.lines} lines in {done.seconds:.2f}s ({rate:.1f} sentences/s, "
             f"{done.tokens / max(done.seconds, 1e-9):.0f} target tokens/s, {cfg.method}"
-            f"{' ' + str(cfg.beam_size) if cfg.method == 'beam' else ''}, {device})",
+            f"{' ' + str(cfg.beam_size) if cfg.method == 'beam' else ''}, {device}"
+            f"{' ' + args.quantize if args.quantize else ''})",
             file=sys.stderr,
         )
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from nmt.errors import NMTError
 from nmt.models.attention import Attention
 from nmt.models.embeddings import Embeddings
 from nmt.models.encoder import EncoderOutput
@@ -154,11 +155,22 @@ class Decoder(nn.Module):
 
     def logits(self, feats: Tensor) -> Tensor:
         """``(..., hidden)`` -> ``(..., vocab)``."""
+        if not isinstance(self.out, nn.Linear):  # int8 (nmt.models.quantize): its own kernel
+            return self.out(self.pre_output(feats) if self.pre_output is not None else feats)
         return sliced_linear(*self.output_projection(feats))
 
     def output_projection(self, feats: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """The output layer as ``(x, weight, bias)`` with ``logits = x @ weight.T + bias``
-        (``x (..., emb_dim or hidden)``, ``weight (vocab, same)``), for fused losses."""
+        (``x (..., emb_dim or hidden)``, ``weight (vocab, same)``), for fused losses.
+
+        Raises:
+            NMTError: the output layer is int8 (:mod:`nmt.models.quantize`), whose ``weight``
+                is a packed int8 tensor behind a method: an int8 model decodes, it does not train.
+        """
+        if not isinstance(self.out, nn.Linear):
+            raise NMTError(
+                "an int8 model (--quantize int8) can only decode: train or score the fp32 model"
+            )
         if self.pre_output is not None:
             feats = self.pre_output(feats)
         return feats, self.out.weight, self.out.bias

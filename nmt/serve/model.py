@@ -17,6 +17,8 @@ from typing import Any
 from nmt.devices import resolve_device
 from nmt.errors import ConfigError
 from nmt.inference import load_translation_model, resolve_checkpoint
+from nmt.models.quantize import is_quantized, quantize_for_cpu
+from nmt.quantize_scheme import quantize_device
 from nmt.search.translator import Translator
 
 log = logging.getLogger(__name__)
@@ -42,33 +44,51 @@ class ServedModel:
 
 
 def load_served_model(
-    run_dir: str | Path, device: str = "auto", workers: int | None = None, max_src_len: int = 250
+    run_dir: str | Path,
+    device: str = "auto",
+    workers: int | None = None,
+    max_src_len: int = 250,
+    quantize: str | None = None,
 ) -> ServedModel:
     """Load a run folder (its ``best.pt``, else ``last.pt``) or a checkpoint file.
 
     Args:
         workers: CPU processes decoding each large call's batches in parallel
             (``decode.workers``; default: the checkpoint's).
+        quantize: ``"int8"``: decode on the CPU with int8 layers (:mod:`nmt.models.quantize`).
 
     Raises:
         NMTError: the checkpoint is missing, unsafe, damaged or not a translation model;
-            ConfigError for a bad ``--device``, ``--workers`` or ``--max-src-len``.
+            ConfigError for a bad ``--device``, ``--workers``, ``--max-src-len`` or
+            ``--quantize`` (int8 with cuda).
     """
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1 (got {workers})")
     if max_src_len < 1:
         raise ConfigError(f"--max-src-len must be at least 1 (got {max_src_len})")
-    dev = resolve_device(device, "--device")
+    dev = resolve_device(quantize_device(quantize, device), "--device")
     model, src_tok, tgt_tok, decode, cfg = load_translation_model(run_dir, [], dev)
+    # Quantized here, not by load_translation_model: /models reports the trained model's
+    # parameter count, which int8 layers hide from parameters().
+    parameters = sum(p.numel() for p in model.parameters())
+    if quantize:
+        model = quantize_for_cpu(model, quantize)
     if workers is not None:
         decode = dataclasses.replace(decode, workers=workers)
     translator = Translator(model, src_tok, tgt_tok, decode, dev, max_src_len, warn=log.warning)
-    return ServedModel(translator, describe(translator, run_dir, cfg))
+    return ServedModel(translator, describe(translator, run_dir, cfg, parameters))
 
 
-def describe(translator: Translator, path: str | Path | None = None, cfg: Any = None) -> dict:
-    """Name, checkpoint, architecture, vocabulary sizes, parameters, decoding defaults and
-    the test scores of the run folder's ``eval/results.json`` (when there is one)."""
+def describe(
+    translator: Translator,
+    path: str | Path | None = None,
+    cfg: Any = None,
+    parameters: int | None = None,
+) -> dict:
+    """Name, checkpoint, architecture, vocabulary sizes, parameters (``parameters``: those
+    of the trained model, which an int8 one hides from ``parameters()``), quantization,
+    decoding defaults and the test scores of the run folder's ``eval/results.json`` (when
+    there is one)."""
     info: dict[str, Any] = {"name": "model", "checkpoint": None}
     if path is not None:
         checkpoint = resolve_checkpoint(path)
@@ -78,17 +98,24 @@ def describe(translator: Translator, path: str | Path | None = None, cfg: Any = 
     if cfg is not None:
         info["model"] = {key: _plain(cfg.model[key]) for key in MODEL_KEYS}
     info["vocab"] = {"src": len(translator.src_tok), "tgt": len(translator.tgt_tok)}
-    info["parameters"] = sum(p.numel() for p in translator.model.parameters())
+    if parameters is None:
+        parameters = sum(p.numel() for p in translator.model.parameters())
+    info["parameters"] = parameters
+    info["quantize"] = "int8" if is_quantized(translator.model) else None
     info["decode"] = {k: _plain(v) for k, v in dataclasses.asdict(translator.cfg).items()}
     return info
 
 
 def eval_scores(path: Path) -> dict[str, dict[str, float]]:
-    """BLEU and chrF per test split of an ``nmt-evaluate`` results file ({} without one)."""
+    """BLEU and chrF per test split of an ``nmt-evaluate`` results file ({} without one, or
+    with one of a quantized model's scores)."""
     if not path.is_file():
         return {}
     try:
-        splits = json.loads(path.read_text(encoding="utf-8"))["splits"]
+        results = json.loads(path.read_text(encoding="utf-8"))
+        if results.get("quantize"):  # int8 scores (nmt-evaluate --out RUN/eval): not the run's
+            return {}
+        splits = results["splits"]
         return {name: {m: s[m] for m in ("bleu", "chrf") if m in s} for name, s in splits.items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         log.warning("ignoring %s: it is not an nmt-evaluate results file (%s)", path, err)

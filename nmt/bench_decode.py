@@ -1,0 +1,142 @@
+"""The decoding phases of the speed benchmark (:mod:`nmt.bench`): a trained model
+translates Multi30k test_2016_flickr, in fp32 and in int8.
+
+* :func:`decode_speed`: greedy and beam 5 (GNMT alpha 1.0, at most 100 pieces, batches of
+  32 sentences, as the peers decode): sentences/s, output tokens/s, BLEU, chrF, peak RSS.
+* :func:`int8_decode_speed` / :func:`compare_int8`: the same model and sentences in fp32
+  and in int8 (:func:`nmt.models.quantize.quantize_for_cpu`), their timed passes
+  interleaved (fp32, int8, fp32, ...) so that the machine's drift hits both: median
+  sentences/s of each, int8 / fp32, the BLEU of each and the share of identical outputs.
+  Its fp32 figure is measured again beside int8, so it can differ from :func:`decode_speed`'s.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from nmt.config import DecodeConfig
+from nmt.data.prepare import prepare
+from nmt.inference import load_for_inference
+from nmt.models.quantize import quantize_for_cpu
+from nmt.scoring import score
+from nmt.search.translator import Translator
+from nmt.search.workers import threads_per_worker
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- fp32 ------------------------------------------------------------------------------
+def decode_speed(
+    checkpoint: str, method: str, threads: int, limit: int, workers: int = 1
+) -> dict[str, Any]:
+    """Decode the first ``limit`` test sentences with ``threads`` torch threads, split
+    between ``workers`` processes (``decode.workers``)."""
+    model, src_tok, tgt_tok, sources, refs = _decode_setup(checkpoint, threads, limit)
+    translator = Translator(model, src_tok, tgt_tok, bench_decode_config(method, workers))
+    with torch.inference_mode():
+        translator.translate(sources[:16])  # warm-up
+        start = time.perf_counter()
+        results = translator.translate_nbest(sources)
+        seconds = time.perf_counter() - start
+    hyps = [r[0].text if r else "" for r in results]
+    out_tokens = sum(len(r[0].tokens) for r in results if r)
+    scores = score(hyps, [refs], metrics=("bleu", "chrf"))
+    return {
+        "method": method,
+        "sentences": len(sources),
+        "sent_s": round(len(sources) / seconds, 1),
+        "out_tok_s": round(out_tokens / seconds),
+        "seconds": round(seconds, 2),
+        "bleu": scores["bleu"],
+        "chrf": scores["chrf"],
+        "bleu_signature": scores["bleu_signature"],
+        "workers": workers,
+        "threads_per_worker": threads_per_worker(workers, threads),
+        "peak_rss_mib": round(peak_rss_mib()),
+        # the largest worker process (0 without workers); each also maps the shared model
+        "worker_peak_rss_mib": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if workers > 1 else 0
+        ),
+    }
+
+
+def _decode_setup(checkpoint: str, threads: int, limit: int):
+    """``threads`` torch threads; the model, its tokenizers, the first ``limit`` test
+    sentences and their references."""
+    torch.set_num_threads(threads)
+    model, src_tok, tgt_tok, cfg = load_for_inference(checkpoint)
+    split = prepare(cfg).splits["test_2016_flickr"]
+    return model, src_tok, tgt_tok, list(split.src_text[:limit]), list(split.tgt_text[:limit])
+
+
+def bench_decode_config(method: str, workers: int) -> DecodeConfig:
+    """``greedy`` or ``beam5`` (GNMT alpha 1.0), at most 100 pieces, batches of 32."""
+    beam = 5 if method == "beam5" else 1
+    return DecodeConfig(
+        method="beam" if beam > 1 else "greedy",
+        beam_size=beam,
+        length_penalty=1.0,
+        max_len_a=0.0,
+        max_len_b=100,
+        max_tokens=1_000_000,  # batches of 32 sentences, as the peers decode
+        max_sentences=32,
+        workers=workers,
+    )
+
+
+# --- int8 ------------------------------------------------------------------------------
+def int8_decode_speed(
+    checkpoint: str, method: str, threads: int, limit: int, workers: int = 1, passes: int = 3
+) -> dict[str, Any]:
+    """:func:`compare_int8` on the first ``limit`` test sentences, ``threads`` torch threads
+    split between ``workers`` processes."""
+    model, src_tok, tgt_tok, sources, refs = _decode_setup(checkpoint, threads, limit)
+    row = compare_int8(model, src_tok, tgt_tok, sources, refs, method, workers, passes)
+    row["threads_per_worker"] = threads_per_worker(workers, threads)
+    return row
+
+
+def compare_int8(
+    model,
+    src_tok,
+    tgt_tok,
+    sources: list[str],
+    refs: list[str],
+    method: str,
+    workers: int = 1,
+    passes: int = 3,
+) -> dict[str, Any]:
+    """Decode ``sources`` with ``model`` in fp32 and in int8, ``passes`` timed passes each,
+    interleaved; medians of sentences/s, their ratio, BLEU and identical outputs."""
+    decode = bench_decode_config(method, workers)
+    translators = {
+        "fp32": Translator(model, src_tok, tgt_tok, decode),
+        "int8": Translator(quantize_for_cpu(model), src_tok, tgt_tok, decode),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in translators}
+    hyps: dict[str, list[str]] = {}
+    with torch.inference_mode():
+        for translator in translators.values():
+            translator.translate(sources[:16])  # warm-up
+        for _ in range(passes):
+            for name, translator in translators.items():
+                start = time.perf_counter()
+                hyps[name] = translator.translate(sources)
+                seconds[name].append(time.perf_counter() - start)
+    row: dict[str, Any] = {"method": method, "sentences": len(sources), "workers": workers}
+    row.update(passes=passes)
+    for name in translators:
+        row[f"{name}_sent_s"] = round(len(sources) / statistics.median(seconds[name]), 1)
+        row[f"{name}_bleu"] = score(hyps[name], [refs], metrics=("bleu",))["bleu"]
+    row["int8_speedup"] = round(row["int8_sent_s"] / row["fp32_sent_s"], 3)
+    same = sum(a == b for a, b in zip(hyps["fp32"], hyps["int8"]))
+    row["same_output"] = round(same / max(1, len(sources)), 3)
+    return row
