@@ -11,7 +11,7 @@ export NMT_DATA_MIRROR ?= $(if $(wildcard ../shared/data/SHA256SUMS),$(abspath .
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint prepare quickstart multi30k embeddings-study tatoeba shakespeare bench clean
+.PHONY: help install test test-all lint prepare quickstart multi30k embeddings-study tatoeba shakespeare bench gpu-check clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -55,5 +55,8 @@ shakespeare: install ## Recipe shakespeare_char: char-RNN language model, then g
 bench: install ## Speed benchmark of the reference model (writes bench.json; BENCH_ARGS=--quick)
 	$(BIN)/nmt-bench --out bench.json $(BENCH_ARGS)
 
+gpu-check: install ## On a CUDA GPU: CUDA tests, 3 min of Multi30k in bf16, beam 5 (writes gpu_check.json)
+	$(BIN)/nmt-gpu-check --out gpu_check.json $(GPU_CHECK_ARGS)
+
 clean: ## Remove run folders and caches (keeps .venv)
-	rm -rf runs multirun outputs .nmt_cache bench.json .pytest_cache
+	rm -rf runs multirun outputs .nmt_cache bench.json gpu_check.json .pytest_cache

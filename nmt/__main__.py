@@ -18,6 +18,7 @@ COMMANDS = {
     "report": ("nmt.cli.report", "compare runs: a Markdown table, learning curves"),
     "bench": ("nmt.cli.bench", "speed benchmark of the reference model (JSON)"),
     "serve": ("nmt.cli.serve", "serve a checkpoint over HTTP: JSON API and a web page"),
+    "gpu-check": ("nmt.cli.gpu_check", "prove training and decoding on a CUDA GPU (JSON)"),
 }
 
 EXAMPLES = """\

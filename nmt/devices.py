@@ -24,3 +24,13 @@ def resolve_device(name: str, key: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``; from the host to a GPU through pinned memory and without
+    blocking, so the copy queues behind the work already sent instead of waiting for it (a
+    plain ``.to("cuda")`` of pageable memory synchronizes the stream). A CPU tensor asked
+    for on the CPU is returned as it is."""
+    if tensor.device.type != "cpu" or device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)

@@ -11,6 +11,10 @@ optimizer -- forward and backward together, from ``torch.profiler``.
    (``Optimizer.step``/``zero_grad``): both are recognised by those range names.
 Self times of all events are summed per part; what is in none of them (gradient clipping,
 bookkeeping, Python between ops) is ``other``.
+
+:func:`op_time_summary` is the view for a GPU: the host's and the device's time per step
+and the ops that take most of the device (a step whose host time exceeds its device time
+is bound by launching kernels, not by running them).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 
+import torch
 from torch import nn
+from torch.autograd import DeviceType
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
 
@@ -106,3 +112,46 @@ def step_time_split(
     whole = sum(totals.values()) or 1.0
     # 4 decimals: a tiny model's optimizer share on a loaded machine reads 0.0 at 3
     return {k: round(v / whole, 4) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
+def op_time_summary(
+    run_step: Callable[[object], None], batches: list, cuda: bool, top: int = 10
+) -> dict:
+    """Run ``run_step(batch)`` for each batch under the profiler (CPU activity, and the
+    GPU's when ``cuda``); return milliseconds per step on the host (self time of every op)
+    and on the device (every kernel and copy), and the ``top`` ops by device time (by host
+    time without ``cuda``), each with its calls, host and device milliseconds per step."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for batch in batches:
+            run_step(batch)
+        if cuda:
+            torch.cuda.synchronize()  # the last step's kernels belong to the profile
+    steps = max(1, len(batches))
+    rows = prof.key_averages()
+    # As torch's own table sums them: a user range's device time only repeats its kernels'.
+    kernels = [
+        r
+        for r in rows
+        if r.device_type != DeviceType.CPU and not getattr(r, "is_user_annotation", False)
+    ]
+    ops = [r for r in rows if r.device_type == DeviceType.CPU]
+    by = (lambda r: r.self_device_time_total) if cuda else (lambda r: r.self_cpu_time_total)
+
+    def ms(us: float) -> float:
+        return round(us / 1000 / steps, 3)
+
+    return {
+        "steps": len(batches),
+        "host_ms_per_step": ms(sum(r.self_cpu_time_total for r in rows)),
+        "device_ms_per_step": ms(sum(r.self_device_time_total for r in kernels)),
+        "top_ops": [
+            {
+                "name": r.key,
+                "calls_per_step": round(r.count / steps, 2),
+                "host_ms_per_step": ms(r.self_cpu_time_total),
+                "device_ms_per_step": ms(r.self_device_time_total),
+            }
+            for r in sorted(ops, key=by, reverse=True)[:top]
+        ],
+    }

@@ -257,13 +257,6 @@ class Batch:
             )
         return Batch(**kw)
 
-    def pin_memory(self) -> Batch:
-        kw = {f.name: getattr(self, f.name) for f in fields(self)}
-        for k, v in kw.items():
-            if isinstance(v, torch.Tensor):
-                kw[k] = v.pin_memory()
-        return Batch(**kw)
-
 
 @dataclass(frozen=True)
 class PackedSplit:

@@ -12,9 +12,10 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from nmt.config_choices import Cell
+from nmt.devices import to_device
 
 RNNState = Tensor | tuple[Tensor, Tensor]
 
@@ -57,14 +58,25 @@ def run_packed(
         outputs ``(batch, len, hidden * directions)`` (zeros at padded positions) and the final
         state at each row's true last token (first token for the backward direction).
     """
-    # pack_padded_sequence wants the lengths on the CPU; one small copy per batch.
-    cpu_lengths = lengths.cpu()
-    if int(cpu_lengths.min()) < 1:
+    # Packing wants the lengths on the host: free when the caller keeps them there (training
+    # does), one device->host copy otherwise (decoding).
+    host_lengths = lengths.cpu()
+    if int(host_lengths.min()) < 1:
         raise ValueError("every sequence needs at least one token (got a length of 0)")
-    packed = pack_padded_sequence(x, cpu_lengths, batch_first=True, enforce_sorted=False)
+    # What pack_padded_sequence(enforce_sorted=False) and pad_packed_sequence do, with the
+    # sort order made on the host and sent to the device without blocking: theirs copy it
+    # there and back with a blocking copy each, and on a GPU each of those waits for the
+    # whole queue (the results are identical).
+    sorted_lengths, order = torch.sort(host_lengths, descending=True)
+    order_dev = to_device(order, x.device)
+    unorder_dev = to_device(torch.argsort(order), x.device)
+    packed = pack_padded_sequence(x.index_select(0, order_dev), sorted_lengths, batch_first=True)
+    # With its permutations attached, the RNN reorders ``state`` and ``final`` itself.
+    packed = PackedSequence(packed.data, packed.batch_sizes, order_dev, unorder_dev)
     out, final = rnn(packed, state)
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
-    return out, final
+    plain = PackedSequence(out.data, out.batch_sizes)  # padded in sorted order, unsorted here
+    out, _ = pad_packed_sequence(plain, batch_first=True, total_length=x.size(1))
+    return out.index_select(0, unorder_dev), final
 
 
 def map_state(fn: Callable[[Tensor], Tensor], state: RNNState) -> RNNState:

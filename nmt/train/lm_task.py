@@ -19,6 +19,7 @@ from torch import Tensor
 
 from nmt.data.charvocab import NOT_TEXT
 from nmt.data.prepare import prepare_text
+from nmt.devices import to_device
 from nmt.models.builder import build_model
 from nmt.search.sampling_lm import sample_lm
 from nmt.train.distributed import DistInfo, barrier
@@ -90,7 +91,7 @@ class LMTask:
 
     def forward(self, objective, i: int):
         x, y = self._chunk(self.train, i)
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        x, y = to_device(x, self.device), to_device(y, self.device)  # pinned, not blocking
         loss, nll, state = objective(x, y, self.state)
         self.state = self.model.detach_state(state)
         return loss, nll

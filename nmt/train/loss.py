@@ -24,23 +24,36 @@ class Seq2SeqObjective(nn.Module):
         self.label_smoothing = label_smoothing
 
     def forward(
-        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor
+        self,
+        src: Tensor,
+        src_lengths: Tensor,
+        tgt_in: Tensor,
+        tgt_out: Tensor,
+        keep: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Return ``(loss_sum, nll_sum)``, both summed over the non-pad target tokens.
 
         Args:
             src: ``(batch, src_len)`` source ids; ``src_lengths`` ``(batch,)``.
             tgt_in: ``(batch, tgt_len)`` BOS + y; ``tgt_out``: ``(batch, tgt_len)`` y + EOS.
+            keep: ``(N,)`` positions of the non-pad tokens in ``tgt_out.view(-1)``, when the
+                caller counted them on the host (a boolean mask on a GPU makes the host wait
+                for the device to learn N); None: found here from ``tgt_out``.
 
         ``loss_sum`` is the label-smoothed objective (with gradient); ``nll_sum`` is the
         plain negative log-likelihood (no gradient), the honest number behind perplexity.
         """
         hidden, _ = self.model.features(src, src_lengths, tgt_in)  # (B, T, H)
-        mask = tgt_out != PAD_ID
         # Only real tokens reach the output layer: padding can be a third of a batch and
         # the output layer (hidden x vocab) is the most expensive part of the step.
-        x, weight, bias = self.model.output_projection(hidden[mask])  # (N, H'), (V, H')
-        return linear_cross_entropy(x, weight, bias, tgt_out[mask], self.label_smoothing)
+        if keep is None:
+            mask = tgt_out != PAD_ID
+            real, targets = hidden[mask], tgt_out[mask]
+        else:  # the same rows in the same order
+            real = hidden.flatten(0, 1).index_select(0, keep)
+            targets = tgt_out.reshape(-1).index_select(0, keep)
+        x, weight, bias = self.model.output_projection(real)  # (N, H'), (V, H')
+        return linear_cross_entropy(x, weight, bias, targets, self.label_smoothing)
 
 
 class LMObjective(nn.Module):

@@ -9,9 +9,12 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
+from torch import Tensor
 
-from nmt.data.batching import PackedSplit, TokenBatchSampler, collate, pair_lengths
+from nmt.config import PAD_ID
+from nmt.data.batching import Batch, PackedSplit, TokenBatchSampler, collate, pair_lengths
 from nmt.data.prepare import prepare
+from nmt.devices import to_device
 from nmt.errors import ConfigError, DataError
 from nmt.models.builder import build_model
 from nmt.models.embeddings import apply_pretrained, wants_vectors
@@ -125,10 +128,7 @@ class Seq2SeqTask:
         return int(self.train_lengths[indices, 1].sum()) + len(indices)  # y + EOS
 
     def forward(self, objective, indices: list[int]):
-        batch = collate(self.train_packed, indices)
-        if self.device.type == "cuda":  # pinned host memory lets the copy run asynchronously
-            batch = batch.pin_memory().to(self.device, non_blocking=True)
-        return objective(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out)
+        return batch_loss(objective, collate(self.train_packed, indices), self.device)
 
     # --- validation ----------------------------------------------------------------------
     def valid_summary(self) -> str:
@@ -213,6 +213,25 @@ class Seq2SeqTask:
 
     def finish(self, out) -> list[str]:
         return []
+
+
+def batch_loss(objective, batch: Batch, device: torch.device) -> tuple[Tensor, Tensor]:
+    """``objective``'s ``(loss_sum, nll_sum)`` of a host ``batch`` on ``device`` (a training step).
+
+    On a GPU the step must never wait for the device, so nothing in it copies back: the
+    source lengths stay on the host (packing sorts them there, :func:`nmt.models.rnn.run_packed`),
+    the positions of the real target tokens are found here (the loss needs their count to
+    size its rows), and the tensors go over through pinned memory without blocking.
+    (Under DDP the wrapper moves every input to the GPU, lengths included: correct, with
+    one more wait.)
+    """
+    if device.type != "cuda":
+        return objective(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out)
+    keep = (batch.tgt_out.reshape(-1) != PAD_ID).nonzero().squeeze(1)
+    src, tgt_in, tgt_out, keep = (
+        to_device(t, device) for t in (batch.src, batch.tgt_in, batch.tgt_out, keep)
+    )
+    return objective(src, batch.src_lengths, tgt_in, tgt_out, keep)
 
 
 def _value(scores: Any, name: str) -> float:
