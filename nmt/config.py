@@ -220,6 +220,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9
     clip_norm: float = 5.0
+    # Exponential moving average of the weights (0 = off; e.g. 0.999): validation, best.pt
+    # and step_*.pt use the average (nmt/train/ema.py); last.pt keeps both for resuming.
+    ema_decay: float = 0.0
     schedule: Schedule = Schedule.plateau  # constant | inverse_sqrt | plateau | cosine
     warmup_steps: int = 0
     plateau_factor: float = 0.5

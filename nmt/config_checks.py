@@ -93,6 +93,8 @@ def check_train(t: Any) -> None:
         raise ConfigError("set train.max_tokens or train.max_sentences to a positive number")
     if not 0 <= t.label_smoothing < 1:
         raise ConfigError(f"train.label_smoothing={t.label_smoothing} must be in [0, 1)")
+    if not 0 <= t.ema_decay < 1:
+        raise ConfigError(f"train.ema_decay={t.ema_decay} must be in [0, 1) (0 turns it off)")
     if not 0 < t.plateau_factor <= 1:
         raise ConfigError(f"train.plateau_factor={t.plateau_factor} must be in (0, 1]")
     if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):

@@ -154,8 +154,9 @@ def _child_code(argv: list[str]) -> str:
     )
 
 
-def test_kill_and_resume_reproduces_the_uninterrupted_run(tiny_parallel, tmp_path):
-    extra = ["train.max_steps=20", "train.valid_every=5", "model.dropout=0.1", "train.lr=3e-3"]
+@pytest.mark.parametrize("ema", ["train.ema_decay=0.0", "train.ema_decay=0.9"])
+def test_kill_and_resume_reproduces_the_uninterrupted_run(ema, tiny_parallel, tmp_path):
+    extra = ["train.max_steps=20", "train.valid_every=5", "model.dropout=0.1", "train.lr=3e-3", ema]
     full = tmp_path / "full"
     train(make_cfg(tiny_parallel, *extra), out_dir=full)
 
@@ -179,6 +180,12 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(tiny_parallel, tmp_pat
     assert a["step"] == b["step"] == 20
     for name, value in a["model"].items():
         assert torch.equal(value, b["model"][name]), name
+    if ema.endswith("0.9"):  # the weight average resumes too: same average, same count
+        assert a["ema"]["updates"] == b["ema"]["updates"] == 20
+        for name, value in a["ema"]["weights"].items():
+            assert torch.equal(value, b["ema"]["weights"][name]), name
+    else:
+        assert "ema" not in a
     loss = {
         r["step"]: r["loss"] for r in read_metrics(full / "metrics.jsonl") if r["split"] == "train"
     }

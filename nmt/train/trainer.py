@@ -29,6 +29,7 @@ from nmt.train.distributed import (
     broadcast_object,
     wrap_ddp,
 )
+from nmt.train.ema import WeightAverage
 from nmt.train.metrics import (
     Every,
     Interval,
@@ -67,6 +68,8 @@ class Trainer:
         self.amp_dtype = AMP_DTYPES[self.tc.precision]
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.tc.precision == "fp16")
         self.higher_better = task.higher_is_better
+        # The moving average of the weights, which validation and best.pt use (nmt/train/ema.py).
+        self.ema = WeightAverage(self.model, self.tc.ema_decay) if self.tc.ema_decay else None
         # Progress; everything here goes into last.pt.
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best: float | None = None
@@ -129,6 +132,8 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.schedule.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         self.tokens_total += int(total)  # all ranks
         self.step += 1
         if self.device.type == "cpu":
@@ -275,7 +280,7 @@ class Trainer:
             start = time.perf_counter()
             self.progress.message(f"validating at step {self.step}: {self.task.valid_summary()}")
             with self._autocast():
-                result = self.task.validate(self.model, self._valid_progress)
+                result = self.task.validate(self.evaluated_model(), self._valid_progress)
             result["valid_seconds"] = round(time.perf_counter() - start, 2)
             self.valid_seconds += result["valid_seconds"]
             ckpt.set_rng_state(state)
@@ -302,6 +307,10 @@ class Trainer:
         self.stop_reason = self.stop_reason or early_stop_reason(
             self.tc, self.bad_validations, self.task.metric_name
         )
+
+    def evaluated_model(self) -> torch.nn.Module:
+        """What validation decodes and ``best.pt`` holds: the weight average if there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
     def _valid_progress(self, done: int, total: int, what: str) -> None:
         """Called by the task during validation; a line at most every train.log_seconds."""
@@ -332,8 +341,11 @@ class Trainer:
         """Weights and progress counters; with ``full`` also the optimizer, schedule, scaler,
         random generators, the position in the epoch (``epoch``, ``batch_in_epoch``: the
         one record of it) and the task's own state."""
+        # best.pt and step_*.pt translate with the averaged weights; last.pt resumes training,
+        # so it keeps the raw weights as "model" and the average beside them.
+        weights = self.model if full else self.evaluated_model()
         state: dict[str, Any] = {
-            "model": self.model.state_dict(),
+            "model": weights.state_dict(),
             "step": self.step,
             "epoch": self.epoch,
             "best": self.best,
@@ -350,6 +362,8 @@ class Trainer:
                 last_valid_step=self.last_valid_step,
                 task_state=self.task.state_dict(),
             )
+            if self.ema is not None:
+                state["ema"] = self.ema.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> dict[str, Any]:
@@ -360,6 +374,10 @@ class Trainer:
         self.schedule.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.task.load_state_dict(state.get("task_state"), self.device)
+        if self.ema is not None:
+            if "ema" not in state:
+                raise KeyError("no weight average (train.ema_decay) in it")
+            self.ema.load_state_dict(state["ema"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.best, self.bad_validations = state["best"], int(state["bad_validations"])
