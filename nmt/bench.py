@@ -20,7 +20,11 @@ Each phase runs in its own child process, so its peak RSS is its own:
    int8, fp32, ...) so that the machine's drift hits both: median sentences/s of each,
    int8 / fp32, the BLEU of each and the share of identical outputs.
 
-Phases 3 and 4 are in :mod:`nmt.bench_decode`; this module trains their model and runs
+5. ``decode_shortlist``: the same with the full output layer and through a lexical shortlist
+   (``decode.shortlist=50``, :mod:`nmt.search.shortlist`), passes interleaved: median
+   sentences/s of each, their ratio, BLEU, identical outputs, mean candidates per sentence.
+
+Phases 3 to 5 are in :mod:`nmt.bench_decode`; this module trains their model and runs
 every phase (:func:`run_bench`).
 """
 
@@ -40,7 +44,12 @@ import torch
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 
-from nmt.bench_decode import decode_speed, int8_decode_speed, peak_rss_mib
+from nmt.bench_decode import (
+    decode_speed,
+    int8_decode_speed,
+    peak_rss_mib,
+    shortlist_decode_speed,
+)
 from nmt.config import conf_dir, register_configs
 from nmt.data.batching import TokenBatchSampler, pair_lengths
 from nmt.data.prepare import prepare
@@ -82,6 +91,7 @@ class BenchPlan:
     decode_updates: int = 300  # training budget of the decode model (the peers' budget)
     decode_sentences: int = 1000  # of test_2016_flickr
     int8_passes: int = 3  # timed passes of each of fp32 and int8 (interleaved)
+    shortlist: int = 50  # decode.shortlist of the shortlist rows (timed int8_passes times)
     tokens_per_update: int = TARGET_TOKENS_PER_UPDATE
     overrides: list[str] = field(default_factory=list)  # on top of REFERENCE
 
@@ -309,7 +319,7 @@ def run_bench(
         # last.pt: the model after exactly that many updates (best.pt may be an earlier one)
         checkpoint = str(out / "last.pt")
         result["decode_model"] = {"checkpoint": checkpoint, "trained_here": True, **info}
-    result["decode"], result["decode_int8"] = [], []
+    result["decode"], result["decode_int8"], result["decode_shortlist"] = [], [], []
     # One process with all threads, then (with 2+ threads) one single-threaded worker per
     # thread, the layout small decoder steps use best (nmt.search.workers).
 
@@ -325,5 +335,8 @@ def run_bench(
             row = call(int8_decode_speed, *args, bp.int8_passes)
             result["decode_int8"].append(row)
             log(f"  fp32 vs int8: {row['fp32_sent_s']} vs {row['int8_sent_s']} sent/s")
+            row = call(shortlist_decode_speed, *args, bp.int8_passes, bp.shortlist)
+            result["decode_shortlist"].append(row)
+            log(f"  full vs shortlist: {row['full_sent_s']} vs {row['shortlist_sent_s']} sent/s")
     result["wall_seconds"] = round(time.time() - started, 1)
     return result

@@ -8,10 +8,14 @@ translates Multi30k test_2016_flickr, in fp32 and in int8.
   interleaved (fp32, int8, fp32, ...) so that the machine's drift hits both: median
   sentences/s of each, int8 / fp32, the BLEU of each and the share of identical outputs.
   Its fp32 figure is measured again beside int8, so it can differ from :func:`decode_speed`'s.
+* :func:`shortlist_decode_speed` / :func:`compare_shortlist`: the same, fp32 with the full
+  output layer against fp32 through a lexical shortlist (:mod:`nmt.search.shortlist`,
+  ``decode.shortlist=K``), with the mean candidates per sentence.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import statistics
 import time
@@ -21,9 +25,10 @@ import torch
 
 from nmt.config import DecodeConfig
 from nmt.data.prepare import prepare
-from nmt.inference import load_for_inference
+from nmt.inference import load_for_inference, load_lexical_table
 from nmt.models.quantize import quantize_for_cpu
 from nmt.scoring import score
+from nmt.search.lexical_table import LexicalTable
 from nmt.search.translator import Translator
 from nmt.search.workers import threads_per_worker
 
@@ -77,6 +82,31 @@ def _decode_setup(checkpoint: str, threads: int, limit: int):
     return model, src_tok, tgt_tok, list(split.src_text[:limit]), list(split.tgt_text[:limit])
 
 
+def _interleaved(
+    translators: dict[str, Translator], sources: list[str], refs: list[str], passes: int
+) -> dict[str, Any]:
+    """``passes`` timed passes of each translator, interleaved (so the machine's drift hits
+    all): ``{name}_sent_s`` (median), ``{name}_bleu`` and ``same_output`` (the share of
+    lines the last two translators agree on)."""
+    seconds: dict[str, list[float]] = {name: [] for name in translators}
+    hyps: dict[str, list[str]] = {}
+    with torch.inference_mode():
+        for translator in translators.values():
+            translator.translate(sources[:16])  # warm-up
+        for _ in range(passes):
+            for name, translator in translators.items():
+                start = time.perf_counter()
+                hyps[name] = translator.translate(sources)
+                seconds[name].append(time.perf_counter() - start)
+    row: dict[str, Any] = {}
+    for name in translators:
+        row[f"{name}_sent_s"] = round(len(sources) / statistics.median(seconds[name]), 1)
+        row[f"{name}_bleu"] = score(hyps[name], [refs], metrics=("bleu",))["bleu"]
+    first, second = list(hyps.values())[:2]
+    row["same_output"] = round(sum(a == b for a, b in zip(first, second)) / max(1, len(sources)), 3)
+    return row
+
+
 def bench_decode_config(method: str, workers: int) -> DecodeConfig:
     """``greedy`` or ``beam5`` (GNMT alpha 1.0), at most 100 pieces, batches of 32."""
     beam = 5 if method == "beam5" else 1
@@ -121,22 +151,59 @@ def compare_int8(
         "fp32": Translator(model, src_tok, tgt_tok, decode),
         "int8": Translator(quantize_for_cpu(model), src_tok, tgt_tok, decode),
     }
-    seconds: dict[str, list[float]] = {name: [] for name in translators}
-    hyps: dict[str, list[str]] = {}
-    with torch.inference_mode():
-        for translator in translators.values():
-            translator.translate(sources[:16])  # warm-up
-        for _ in range(passes):
-            for name, translator in translators.items():
-                start = time.perf_counter()
-                hyps[name] = translator.translate(sources)
-                seconds[name].append(time.perf_counter() - start)
     row: dict[str, Any] = {"method": method, "sentences": len(sources), "workers": workers}
-    row.update(passes=passes)
-    for name in translators:
-        row[f"{name}_sent_s"] = round(len(sources) / statistics.median(seconds[name]), 1)
-        row[f"{name}_bleu"] = score(hyps[name], [refs], metrics=("bleu",))["bleu"]
+    row.update(passes=passes, **_interleaved(translators, sources, refs, passes))
     row["int8_speedup"] = round(row["int8_sent_s"] / row["fp32_sent_s"], 3)
-    same = sum(a == b for a, b in zip(hyps["fp32"], hyps["int8"]))
-    row["same_output"] = round(same / max(1, len(sources)), 3)
+    return row
+
+
+# --- shortlist -------------------------------------------------------------------------
+def shortlist_decode_speed(
+    checkpoint: str,
+    method: str,
+    threads: int,
+    limit: int,
+    workers: int = 1,
+    passes: int = 3,
+    k: int = 50,
+) -> dict[str, Any]:
+    """:func:`compare_shortlist` on the first ``limit`` test sentences (the checkpoint's
+    lexical table, rebuilt from its run's data when it has none)."""
+    model, src_tok, tgt_tok, sources, refs = _decode_setup(checkpoint, threads, limit)
+    _, _, _, cfg = load_for_inference(checkpoint)
+    lexical = load_lexical_table(checkpoint, cfg, src_tok, tgt_tok)
+    row = compare_shortlist(
+        model, src_tok, tgt_tok, lexical, sources, refs, method, workers, passes, k
+    )
+    row["threads_per_worker"] = threads_per_worker(workers, threads)
+    return row
+
+
+def compare_shortlist(
+    model,
+    src_tok,
+    tgt_tok,
+    lexical: LexicalTable,
+    sources: list[str],
+    refs: list[str],
+    method: str,
+    workers: int = 1,
+    passes: int = 3,
+    k: int = 50,
+) -> dict[str, Any]:
+    """Decode ``sources`` with the full output layer (``full``) and through a ``k``
+    shortlist (``shortlist``), ``passes`` timed passes each, interleaved; medians of
+    sentences/s, their ratio, BLEU, identical outputs and the mean candidates per sentence."""
+    decode = bench_decode_config(method, workers)
+    short = dataclasses.replace(decode, shortlist=k)
+    translators = {
+        "full": Translator(model, src_tok, tgt_tok, decode),
+        "shortlist": Translator(model, src_tok, tgt_tok, short, lexical=lexical),
+    }
+    row: dict[str, Any] = {"method": method, "sentences": len(sources), "workers": workers}
+    row.update(shortlist=k, passes=passes, **_interleaved(translators, sources, refs, passes))
+    row["shortlist_speedup"] = round(row["shortlist_sent_s"] / row["full_sent_s"], 3)
+    sizes = translators["shortlist"].shortlist().sizes([src_tok.encode(s) for s in sources])
+    row["mean_candidates"] = round(sum(sizes) / max(1, len(sizes)), 1)
+    row["vocab"] = len(tgt_tok)
     return row

@@ -214,6 +214,12 @@ class TrainConfig:
     accum_steps: int = 1
     # Objective and optimizer.
     label_smoothing: float = 0.1
+    # Subword regularisation (Kudo 2018; unigram tokenizers): every epoch the training pairs
+    # get a new segmentation drawn with P(segmentation)^alpha, seeded by (seed, epoch);
+    # 0 = off (the fixed segmentation). subword_nbest: -1 = draw from every segmentation of
+    # each word, n >= 2 = from its n best (nmt/data/subword_sampling.py).
+    subword_alpha: float = 0.0
+    subword_nbest: int = -1
     optimizer: Optimizer = Optimizer.adam  # adam | adamw | sgd
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -268,6 +274,11 @@ class DecodeConfig:
     # CPU processes decoding batches in parallel, one torch thread each (nmt.search.workers:
     # set it to the cores to use); 1 = batches one after the other in this process
     workers: int = 1
+    # Lexical shortlist (nmt.search.shortlist): the output layer of each sentence cut to the
+    # `shortlist` best target pieces of each of its source pieces (at most 100: the
+    # checkpoint's lexical table) plus the `shortlist_frequent` most frequent ones; 0 = off
+    shortlist: int = 0
+    shortlist_frequent: int = 100
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0

@@ -30,6 +30,12 @@ from nmt.config_choices import Choice
 from nmt.data import vector_sets  # the registry is looked up when used (tests swap it)
 from nmt.errors import ConfigError
 
+# Target pieces per source piece in a checkpoint's lexical table (nmt.search.lexical_table):
+# the largest decode.shortlist.
+SHORTLIST_TABLE_K = 100
+# The largest train.subword_nbest: sentencepiece's n-best search stops at 512.
+SUBWORD_NBEST_MAX = 512
+
 
 def validate(cfg: Any) -> None:
     """Refuse values and combinations that cannot work, before any data is read.
@@ -46,6 +52,7 @@ def validate(cfg: Any) -> None:
     char_lm = cfg.model.arch == "char_lm"
     sides = set() if char_lm else {"src", "tgt"}
     check_embeddings(cfg.embeddings, sides, not char_lm and bool(cfg.model.share_embeddings))
+    check_subword_sampling(cfg)
     if cfg.model.share_embeddings and not char_lm:
         if not cfg.tokenizer.joint or cfg.tokenizer.restrict_vocab:
             raise ConfigError(
@@ -103,6 +110,32 @@ def check_train(t: Any) -> None:
         raise ConfigError(
             f"train.decay_by_time=true needs train.schedule=cosine (it is {t.schedule})"
         )
+    if not 0 <= t.subword_alpha <= 1:
+        raise ConfigError(f"train.subword_alpha={t.subword_alpha} must be in [0, 1] (0 = off)")
+    if t.subword_nbest != -1 and not 2 <= t.subword_nbest <= SUBWORD_NBEST_MAX:
+        raise ConfigError(
+            f"train.subword_nbest={t.subword_nbest} must be -1 (every segmentation) or "
+            f"from 2 to {SUBWORD_NBEST_MAX} (the n best segmentations of each word)"
+        )
+
+
+def check_subword_sampling(cfg: Any) -> None:
+    """``train.subword_alpha > 0`` samples unigram segmentations of translation pairs: refuse
+    it where there is nothing to sample (the char LM, a bpe/char/word tokenizer)."""
+    alpha = cfg.train.subword_alpha
+    if alpha <= 0:
+        return
+    if cfg.model.arch == "char_lm":
+        raise ConfigError(
+            f"train.subword_alpha={alpha} samples subword segmentations, but "
+            "model.arch=char_lm reads characters: set train.subword_alpha=0"
+        )
+    if cfg.tokenizer.model_type != "unigram":
+        raise ConfigError(
+            f"train.subword_alpha={alpha} samples from a unigram model's piece probabilities, "
+            f"which tokenizer.model_type={cfg.tokenizer.model_type} does not have: use "
+            "tokenizer.model_type=unigram or train.subword_alpha=0"
+        )
 
 
 def check_decode_config(dec: Any, prefix: str = "decode") -> None:
@@ -118,9 +151,16 @@ def check_decode_config(dec: Any, prefix: str = "decode") -> None:
         "no_repeat_ngram_size",
         "top_k",
         "max_sentences",
+        "shortlist",
+        "shortlist_frequent",
     ):
         if getattr(dec, key) < 0:
             raise ConfigError(f"{prefix}.{key}={getattr(dec, key)} must not be negative")
+    if dec.shortlist > SHORTLIST_TABLE_K:
+        raise ConfigError(
+            f"{prefix}.shortlist={dec.shortlist} must be at most {SHORTLIST_TABLE_K}, the "
+            "candidates per source piece a checkpoint's lexical table holds"
+        )
     if not 0 <= dec.temperature < float("inf"):  # nan and inf: a RuntimeError when sampling
         raise ConfigError(f"{prefix}.temperature={dec.temperature} must be a finite number >= 0")
     if not 0 <= dec.top_p <= 1:

@@ -23,6 +23,7 @@ from nmt.models.attention import Attention
 from nmt.models.builder import build_model
 from nmt.models.quantize import quantize_for_cpu
 from nmt.search.ensemble import Ensemble
+from nmt.search.lexical_table import LEXICAL_KEY, LexicalTable
 from nmt.train.checkpoint import BEST, LAST, load_checkpoint
 
 
@@ -128,6 +129,35 @@ def load_translation_model(
     if quantize:
         model = quantize_for_cpu(model, quantize)
     return model, src, tgt, decode_settings(cfg), cfg
+
+
+def load_lexical_table(
+    checkpoint: str | Path, cfg: DictConfig, src: Vocabulary, tgt: Vocabulary
+) -> LexicalTable:
+    """The lexical table of ``checkpoint`` for ``decode.shortlist`` (:mod:`nmt.search.shortlist`).
+
+    A checkpoint written before nmt stored one gets it rebuilt from its run's training
+    split (:func:`nmt.data.prepare.prepare` of ``cfg``: the data cache, else the mirror or
+    a download; seconds), checked to use the checkpoint's own vocabularies.
+
+    Raises:
+        NMTError: a damaged table, or training data that cannot be prepared or was
+            tokenized with other vocabularies.
+    """
+    path = resolve_checkpoint(checkpoint)
+    state = load_checkpoint(path, map_location="cpu").get(LEXICAL_KEY)
+    if state is not None:
+        return LexicalTable.from_state_dict(state, len(src), len(tgt), f"checkpoint {path}")
+    from nmt.data.prepare import prepare  # only for checkpoints without a table
+
+    data = prepare(cfg)
+    if not (same_vocabulary(data.src_tok, src) and same_vocabulary(data.tgt_tok, tgt)):
+        raise NMTError(
+            f"checkpoint {path} has no lexical table and its run's training data is now "
+            "tokenized with other vocabularies: decode without --shortlist"
+        )
+    train = data.splits["train"]
+    return LexicalTable.build(train.src, train.tgt, len(src), len(tgt))
 
 
 def decode_settings(cfg: DictConfig) -> DecodeConfig:

@@ -248,7 +248,7 @@ def run_row(run: Run, metric: str, settings: dict[str, str]) -> dict[str, Any]:
 
 def eval_scores(run: Path) -> dict[str, dict[str, float]]:
     """``{split: {"bleu": ..., "chrf": ...}}`` from ``eval/results.json`` ({} without it, or
-    when it holds the scores of a quantized model)."""
+    when it holds the scores of a quantized model or an ensemble)."""
     path = run / "eval" / "results.json"
     if not path.is_file():
         return {}
@@ -257,7 +257,8 @@ def eval_scores(run: Path) -> dict[str, dict[str, float]]:
         splits = results.get("splits", {})
     except (OSError, ValueError, AttributeError):
         raise NMTError(f"{path} is not readable JSON: run nmt-evaluate {run} again") from None
-    if results.get("quantize"):  # int8 scores (nmt-evaluate --out RUN/eval) are not the run's
+    # int8 or ensemble scores (nmt-evaluate --out RUN/eval) are not the run's own
+    if results.get("quantize") or results.get("ensemble"):
         return {}
     return {
         s: {m: v[m] for m in ("bleu", "chrf") if m in v}

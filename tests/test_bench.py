@@ -96,6 +96,16 @@ def test_format_table_lists_every_row():
         and "| beam5 | 1 x 2 | 200.0 | 260.0 | 1.30 | 40.0 | 39.9 | 97 % |" in table
     )
     assert "int8" not in format_table({**result, "decode_int8": []})  # an older bench.json
+    assert "shortlist" not in table  # no shortlist rows: an older bench.json
+    short = {
+        **{k: result["decode_int8"][0][k] for k in ("method", "workers", "threads_per_worker")},
+        **{"passes": 3, "shortlist": 50, "mean_candidates": 311.2, "vocab": 5470},
+        **{"full_sent_s": 40.0, "shortlist_sent_s": 52.0, "shortlist_speedup": 1.3},
+        **{"full_bleu": 40.0, "shortlist_bleu": 39.8, "same_output": 0.8},
+    }
+    table = format_table({**result, "decode_shortlist": [short]})
+    assert "(--shortlist 50)" in table and "311.2 of 5470" in table
+    assert "| beam5 | 1 x 2 | 40.0 | 52.0 | 1.30 | 40.0 | 39.8 | 80 % |" in table
 
 
 def test_bench_smoke_run_writes_every_field(shared_data, monkeypatch, tmp_path):
@@ -155,6 +165,13 @@ def test_bench_smoke_run_writes_every_field(shared_data, monkeypatch, tmp_path):
     for row in result["decode_int8"]:
         assert row["fp32_sent_s"] > 0 and row["int8_sent_s"] > 0 and row["int8_speedup"] > 0
         assert row["passes"] == tiny.int8_passes and 0 <= row["same_output"] <= 1
+    short = [
+        (r["method"], r["workers"], r["threads_per_worker"]) for r in result["decode_shortlist"]
+    ]
+    assert short == rows
+    for row in result["decode_shortlist"]:
+        assert row["full_sent_s"] > 0 and row["shortlist_sent_s"] > 0
+        assert 0 < row["mean_candidates"] <= row["vocab"] and row["shortlist"] == 50
     table = format_table(result)
     assert "time split of a training step" in table
     assert table.count("| input feeding on |") == 2  # the speed row and the split row

@@ -185,6 +185,8 @@ FLAG_VALUES = {
     "top_k": (["--top-k", "5"], 5),
     "top_p": (["--top-p", "0.9"], 0.9),
     "seed": (["--seed", "11"], 11),
+    "shortlist": (["--shortlist", "50"], 50),
+    "shortlist_frequent": (["--shortlist-frequent", "40"], 40),
 }
 
 

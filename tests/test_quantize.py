@@ -326,3 +326,34 @@ def test_the_bench_compares_int8_with_fp32(run_dir):
     assert row["fp32_sent_s"] > 0 and row["int8_sent_s"] > 0 and row["int8_speedup"] > 0
     assert 0 <= row["same_output"] <= 1 and row["fp32_bleu"] >= 0 and row["int8_bleu"] >= 0
     assert row["method"] == "beam5" and row["sentences"] == len(LINES) and row["passes"] == 1
+
+
+def test_nmt_evaluate_ensemble_writes_eval_ensemble_which_is_not_the_runs_score(
+    run_dir, tmp_path, capsys, monkeypatch
+):
+    """``--ensemble`` decodes with the averaged members into ``RUN/eval_ensemble``; its
+    results file names the members and is not shown as the run's own score."""
+    from nmt.cli import evaluate
+    from nmt.report import eval_scores as report_scores
+    from nmt.serve.model import eval_scores as served_scores
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(run_dir / "best.pt", run / "best.pt")
+    split = SimpleNamespace(src_text=LINES, tgt_text=LINES)
+    monkeypatch.setattr(evaluate, "prepare", lambda cfg: SimpleNamespace(splits={"test": split}))
+    member = str(run_dir / "best.pt")
+    args = [str(run), "--ensemble", member, "--splits", "test", "--no-lc-tok", "--greedy"]
+    code, out, err = run_main(evaluate, args, capsys)
+    assert code == 0, err
+    results = json.loads((run / "eval_ensemble" / "results.json").read_text(encoding="utf-8"))
+    assert results["ensemble"] == [member] and not (run / "eval").exists()
+    # A model ensembled with itself translates as the model alone.
+    code, out, err = run_main(
+        evaluate, [str(run), "--splits", "test", "--no-lc-tok", "--greedy"], capsys
+    )
+    assert code == 0, err
+    single = (run / "eval" / "test.hyp").read_text(encoding="utf-8")
+    assert (run / "eval_ensemble" / "test.hyp").read_text(encoding="utf-8") == single
+    (run / "eval" / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    assert report_scores(run) == {} and served_scores(run / "eval" / "results.json") == {}

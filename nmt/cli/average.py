@@ -29,8 +29,8 @@ SKIP = {"best.pt", "last.pt", "averaged.pt"}
 # What an averaged checkpoint keeps: a translation payload (Trainer.checkpoint(full=False));
 # the resume state of a last.pt given with --inputs is dropped.
 KEPT_KEYS = (
-    "format_version", "config", "model", "src_tokenizer", "tgt_tokenizer", "step", "epoch",
-    "best",
+    "format_version", "config", "model", "src_tokenizer", "tgt_tokenizer", "lexical_table",
+    "step", "epoch", "best",
 )  # fmt: skip
 
 

@@ -164,7 +164,29 @@ def format_table(result: dict[str, Any]) -> str:
             f"{r['fp32_sent_s']} | {r['int8_sent_s']} | {r['int8_speedup']:.2f} | "
             f"{r['fp32_bleu']} | {r['int8_bleu']} | {100 * r['same_output']:.0f} % |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + shortlist_table(result.get("decode_shortlist") or []))
+
+
+def shortlist_table(rows: list[dict]) -> list[str]:
+    """The lines of the shortlist rows (none for an older bench.json)."""
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"lexical shortlist (--shortlist {rows[0]['shortlist']}), passes interleaved with the "
+        f"full output layer, median of {rows[0]['passes']}; mean candidates per sentence "
+        f"{rows[0]['mean_candidates']} of {rows[0]['vocab']}",
+        "| search | processes x threads | full sent/s | shortlist sent/s | shortlist / full "
+        "| full BLEU | shortlist BLEU | same output |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['workers']} x {r['threads_per_worker']} | "
+            f"{r['full_sent_s']} | {r['shortlist_sent_s']} | {r['shortlist_speedup']:.2f} | "
+            f"{r['full_bleu']} | {r['shortlist_bleu']} | {100 * r['same_output']:.0f} % |"
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ DECODE_FLAGS = {
     "top_k": "top_k",
     "top_p": "top_p",
     "seed": "seed",
+    "shortlist": "shortlist",
+    "shortlist_frequent": "shortlist_frequent",
 }
 
 
@@ -68,6 +70,7 @@ def add_decode_flags(p: argparse.ArgumentParser) -> None:
         "--device", default="auto", choices=Device.values(), help="where to decode (default: auto)"
     )
     add_quantize_flag(p)
+    add_shortlist_flags(p)
     p.add_argument(
         "--workers",
         type=int,
@@ -95,6 +98,25 @@ def add_quantize_flag(p: argparse.ArgumentParser) -> None:
         help="int8: decode on the CPU with the output layer, the per-step attention layers and "
         "the GRU/LSTM weights in int8, one scale per row (torch dynamic quantization; "
         "--device auto means cpu, cuda is refused)",
+    )
+
+
+def add_shortlist_flags(p: argparse.ArgumentParser) -> None:
+    """``--shortlist K`` and ``--shortlist-frequent N`` (nmt-translate, nmt-evaluate)."""
+    p.add_argument(
+        "--shortlist",
+        type=int,
+        metavar="K",
+        help="lexical shortlist: compute each sentence's output layer only for the K likeliest "
+        "target pieces of each of its source pieces (the checkpoint's lexical table, K <= 100) "
+        "and the most frequent ones; faster, slightly different output (0 = off, the default)",
+    )
+    p.add_argument(
+        "--shortlist-frequent",
+        type=int,
+        metavar="N",
+        help="with --shortlist: the N most frequent target pieces every sentence may use "
+        "(default: the checkpoint's decode.shortlist_frequent, 100)",
     )
 
 

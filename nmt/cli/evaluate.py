@@ -4,6 +4,8 @@
     nmt-evaluate runs/x --splits test_2016_flickr --beam 12 --length-penalty 1.0
     nmt-evaluate runs/x --greedy --examples 3 --json
     nmt-evaluate runs/x --quantize int8                # int8 on the CPU, into runs/x/eval_int8
+    nmt-evaluate runs/x --shortlist 50                 # lexical shortlist, into runs/x/eval_shortlist50
+    nmt-evaluate runs/x --ensemble runs/y/best.pt      # a 2-model ensemble, into runs/x/eval_ensemble
 
 The test sets come from the run's own data config (the prepared cache, or a fresh
 prepare from the mirror/download), their raw text is translated by the same
@@ -28,12 +30,13 @@ import torch
 
 from nmt.cli import make_parser
 from nmt.cli.common import run_guarded
-from nmt.cli.decode_flags import add_quantize_flag
+from nmt.cli.decode_flags import add_quantize_flag, add_shortlist_flags
+from nmt.config_checks import check_decode_config
 from nmt.config_choices import Device
 from nmt.data.prepare import prepare
 from nmt.devices import resolve_device
 from nmt.errors import NMTError
-from nmt.inference import load_translation_model, resolve_checkpoint
+from nmt.inference import load_lexical_table, load_translation_model, resolve_checkpoint
 from nmt.outputs import check_output_folder, write_text
 from nmt.quantize_scheme import quantize_device
 from nmt.scoring import format_scores, score
@@ -49,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "nmt-evaluate runs/x --splits test_2016_flickr --beam 12 --length-penalty 1.0",
             "nmt-evaluate runs/x --greedy --examples 3 --json",
             "nmt-evaluate runs/x --quantize int8         # int8 on the CPU: writes runs/x/eval_int8",
+            "nmt-evaluate runs/x --shortlist 50          # writes runs/x/eval_shortlist50",
+            "nmt-evaluate runs/x --ensemble runs/y/best.pt  # ensemble: writes runs/x/eval_ensemble",
         ],
     )
     p.add_argument("run", help="a run folder (best.pt, else last.pt) or a .pt file")
@@ -64,8 +69,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "RUN/eval_int8, so the fp32 scores that nmt-report and nmt-serve show stay fp32)",
     )
     p.add_argument("--no-lc-tok", action="store_true", help="skip lowercased Moses-tok BLEU")
+    p.add_argument(
+        "--ensemble",
+        nargs="+",
+        default=[],
+        metavar="CKPT",
+        help="more checkpoints (same vocabularies) whose log-probabilities are averaged with "
+        "the run's; the scores go to RUN/eval_ensemble unless --out says otherwise",
+    )
     p.add_argument("--device", default="auto", choices=Device.values())
     add_quantize_flag(p)
+    add_shortlist_flags(p)
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     return p.parse_args(argv)
 
@@ -74,11 +88,16 @@ def evaluate(args: argparse.Namespace) -> dict:
     """Translate and score every split; returns ``{split: scores}``."""
     device = resolve_device(quantize_device(args.quantize, args.device), "--device")
     ckpt = resolve_checkpoint(args.run)
-    # int8 scores get a folder of their own: RUN/eval is what nmt-report and nmt-serve show.
-    default = f"eval_{args.quantize}" if args.quantize else "eval"
+    # int8 and ensemble scores get folders of their own: RUN/eval is what nmt-report and
+    # nmt-serve show as the run's (single fp32 model's) scores.
+    tags = ["ensemble"] * bool(args.ensemble) + [args.quantize] * bool(args.quantize)
+    tags += [f"shortlist{args.shortlist}"] * bool(args.shortlist)  # and shortlist scores
+    default = "_".join(["eval", *tags])
     out_dir = Path(args.out) if args.out else (ckpt.parent / default)
     check_output_folder(out_dir, "--out" if args.out else "evaluation folder")
-    model, src_tok, tgt_tok, decode, cfg = load_translation_model(ckpt, [], device, args.quantize)
+    model, src_tok, tgt_tok, decode, cfg = load_translation_model(
+        ckpt, args.ensemble, device, args.quantize
+    )
     if args.greedy:
         decode = replace(decode, method="greedy", beam_size=1)
     elif args.beam is not None:
@@ -87,6 +106,12 @@ def evaluate(args: argparse.Namespace) -> dict:
         decode = replace(decode, method="beam", beam_size=args.beam)
     if args.length_penalty is not None:
         decode = replace(decode, length_penalty=args.length_penalty)
+    if args.shortlist is not None:
+        decode = replace(decode, shortlist=args.shortlist)
+    if args.shortlist_frequent is not None:
+        decode = replace(decode, shortlist_frequent=args.shortlist_frequent)
+    check_decode_config(decode)
+    lexical = load_lexical_table(ckpt, cfg, src_tok, tgt_tok) if decode.shortlist else None
 
     splits = args.splits or list(cfg.data.test_splits)
     if not splits:
@@ -99,7 +124,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             f"(it has: {', '.join(data.splits)})"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    translator = Translator(model, src_tok, tgt_tok, decode, device)
+    translator = Translator(model, src_tok, tgt_tok, decode, device, lexical=lexical)
 
     results: dict = {}
     for name in splits:
@@ -117,6 +142,9 @@ def evaluate(args: argparse.Namespace) -> dict:
             lang=cfg.data.tgt_lang,
         )
         scores.update(seconds=round(seconds, 2), sentences_per_second=round(len(hyps) / seconds, 1))
+        if decode.shortlist:
+            sizes = translator.shortlist().sizes([src_tok.encode(s) for s in sources])
+            scores["shortlist_mean_candidates"] = round(sum(sizes) / max(1, len(sizes)), 1)
         for ext, lines in (("src", sources), ("ref", refs), ("hyp", hyps)):
             write_text(out_dir / f"{name}.{ext}", "".join(x + "\n" for x in lines))
         results[name] = scores
@@ -131,6 +159,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     summary = {
         "checkpoint": str(ckpt),
         "quantize": args.quantize,
+        "ensemble": list(args.ensemble),
         "decode": asdict(decode),
         "splits": results,
     }

@@ -33,6 +33,9 @@ the whole input at once (not ``--interactive``).
 
 ``--quantize int8`` decodes on the CPU with the model's per-step layers in int8
 (``nmt/models/quantize.py``; ``--device auto`` means cpu, ``--device cuda`` is refused).
+``--shortlist K`` cuts each sentence's output layer to its lexical shortlist
+(``nmt/search/shortlist.py``; a checkpoint without a lexical table gets it rebuilt from its
+run's training data).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from nmt.cli.translate_rows import APPEND, line_rows
 from nmt.data.readers import read_text_lines
 from nmt.devices import resolve_device
 from nmt.errors import ConfigError
-from nmt.inference import has_attention, load_translation_model
+from nmt.inference import has_attention, load_lexical_table, load_translation_model
 from nmt.outputs import check_output_file, check_output_folder, write_text
 from nmt.quantize_scheme import quantize_device
 from nmt.search.plots import plot_attention_maps
@@ -74,6 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "nmt-translate runs/x --interactive    # each line answered (and flushed) as it comes",
             "nmt-translate runs/x -i in.en --alignments -   # TEXT ||| 0-0 1-2 2-1 (src-out words)",
             "nmt-translate runs/x -i in.en --quantize int8  # int8 weights on the CPU",
+            "nmt-translate runs/x -i in.en --shortlist 50   # output layer cut to a shortlist",
         ],
     )
     p.add_argument("checkpoint", help="a run folder (uses best.pt, else last.pt) or a .pt file")
@@ -178,13 +182,18 @@ def run(args: argparse.Namespace) -> None:
     check_options(args)
     check_outputs(args)
     device = resolve_device(quantize_device(args.quantize, args.device), "--device")
-    model, src_tok, tgt_tok, base, _ = load_translation_model(
+    model, src_tok, tgt_tok, base, ckpt_cfg = load_translation_model(
         args.checkpoint, args.ensemble, device, args.quantize
     )
     note_missing_attention(args, model)
     check_alignments(args, model)
     cfg = decode_config(base, args)
-    translator = Translator(model, src_tok, tgt_tok, cfg, device, max_src_len=args.max_src_len)
+    lexical = None
+    if cfg.shortlist > 0:  # the first checkpoint's table: ensemble members share its vocabularies
+        lexical = load_lexical_table(args.checkpoint, ckpt_cfg, src_tok, tgt_tok)
+    translator = Translator(
+        model, src_tok, tgt_tok, cfg, device, max_src_len=args.max_src_len, lexical=lexical
+    )
     if args.interactive or (args.input is None and stdin_is_terminal()):
         done = translate_streaming(args, translator)
     else:

@@ -84,6 +84,15 @@ class TableStepSeq2Seq(nn.Module):
     ) -> tuple[Tensor, Tensor | None, DecoderState]:
         """As :meth:`Seq2Seq.step`: ``prev_tokens (batch,)`` -> log-probs ``(batch, vocab)``,
         attention ``(batch, src_len)`` | None, next state."""
+        feat, attn, next_state = self.step_features(prev_tokens, state, enc)
+        return self.model.log_probs(feat), attn, next_state
+
+    def step_features(
+        self, prev_tokens: Tensor, state: DecoderState, enc: EncoderOutput
+    ) -> tuple[Tensor, Tensor | None, DecoderState]:
+        """:meth:`step` before the output layer (as :meth:`Decoder.step`): features
+        ``(batch, hidden)``, attention, next state (a shortlist view applies its own output
+        layer: :mod:`nmt.search.shortlist`)."""
         dec = self.model.decoder
         rnn = dec.rnn
         gates = self.gate_table.index_select(0, prev_tokens)  # (batch, 3 * hidden)
@@ -91,5 +100,4 @@ class TableStepSeq2Seq(nn.Module):
             w_feed = rnn.weight_ih_l0[:, dec.embed.emb_dim :]
             gates = torch.addmm(gates, state.feed, w_feed.t())
         h = gru_from_input_gates(gates, state.hidden[0], rnn.weight_hh_l0, rnn.bias_hh_l0)
-        feat, attn, next_state = dec.after_rnn(h, h.unsqueeze(0), enc)
-        return self.model.log_probs(feat), attn, next_state
+        return dec.after_rnn(h, h.unsqueeze(0), enc)

@@ -18,6 +18,8 @@ from nmt.data.batching import inference_batches, pad
 from nmt.errors import NMTError
 from nmt.search import check_guidance, search
 from nmt.search.hypothesis import Hypothesis
+from nmt.search.lexical_table import LexicalTable
+from nmt.search.shortlist import Shortlist, shortlist_view
 from nmt.search.table_step import search_view
 from nmt.search.terminology import TermTable
 from nmt.search.workers import Job, search_in_workers
@@ -54,6 +56,8 @@ class Translator:
         max_src_len: longer inputs are truncated to this many pieces (a warning on stderr
             names the line).
         warn: where warnings go (one line each).
+        lexical: the checkpoint's lexical table (:func:`nmt.inference.load_lexical_table`),
+            needed when ``decode_cfg.shortlist`` is set (:mod:`nmt.search.shortlist`).
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class Translator:
         device: str | torch.device = "cpu",
         max_src_len: int = 250,
         warn: Callable[[str], None] | None = None,
+        lexical: LexicalTable | None = None,
     ) -> None:
         self.model = model
         self.src_tok = src_tok
@@ -76,6 +81,7 @@ class Translator:
         self.max_src_len = max_src_len
         self.warn = warn or (lambda msg: print(f"nmt: warning: {msg}", file=sys.stderr))
         self._warned_workers = False
+        self.lexical = lexical
         self._search_model: torch.nn.Module | None = None  # made at the first translation
 
     def translate(self, lines: list[str]) -> list[str]:
@@ -148,13 +154,32 @@ class Translator:
 
     def _search_view(self, was_training: bool) -> torch.nn.Module:
         """The model as search runs it (:func:`~nmt.search.table_step.search_view`; its gate table
-        is ~2 GFLOP for the reference model), made at the first translation and kept, unless
+        is ~2 GFLOP for the reference model; a shortlist view around it with
+        ``decode.shortlist``), made at the first translation and kept, unless
         the model came in training mode: it is being trained, so each call makes its own."""
         if was_training:
-            return search_view(self.model)
+            return self._make_view()
         if self._search_model is None:
-            self._search_model = search_view(self.model)
+            self._search_model = self._make_view()
         return self._search_model
+
+    def _make_view(self) -> torch.nn.Module:
+        """:func:`search_view`, with the output layer cut to a shortlist when asked."""
+        view = search_view(self.model)
+        return shortlist_view(view, self.shortlist()) if self.cfg.shortlist > 0 else view
+
+    def shortlist(self) -> Shortlist:
+        """The shortlist ``decode.shortlist`` asks for (:mod:`nmt.search.shortlist`).
+
+        Raises:
+            NMTError: the Translator was given no lexical table.
+        """
+        if self.lexical is None:
+            raise NMTError(
+                f"decode.shortlist={self.cfg.shortlist} needs the checkpoint's lexical table, "
+                "and this Translator was given none (nmt.inference.load_lexical_table)"
+            )
+        return Shortlist.of(self.lexical, self.cfg.shortlist, self.cfg.shortlist_frequent)
 
     def _search(
         self, model, jobs: list[Job], return_attention: bool

@@ -16,7 +16,7 @@ from typing import Any
 
 from nmt.devices import resolve_device
 from nmt.errors import ConfigError
-from nmt.inference import load_translation_model, resolve_checkpoint
+from nmt.inference import load_lexical_table, load_translation_model, resolve_checkpoint
 from nmt.models.quantize import is_quantized, quantize_for_cpu
 from nmt.quantize_scheme import quantize_device
 from nmt.search.translator import Translator
@@ -75,7 +75,11 @@ def load_served_model(
         model = quantize_for_cpu(model, quantize)
     if workers is not None:
         decode = dataclasses.replace(decode, workers=workers)
-    translator = Translator(model, src_tok, tgt_tok, decode, dev, max_src_len, warn=log.warning)
+    # A run trained with decode.shortlist set decodes with it here too.
+    lexical = load_lexical_table(run_dir, cfg, src_tok, tgt_tok) if decode.shortlist else None
+    translator = Translator(
+        model, src_tok, tgt_tok, decode, dev, max_src_len, warn=log.warning, lexical=lexical
+    )
     return ServedModel(translator, describe(translator, run_dir, cfg, parameters))
 
 
@@ -108,12 +112,13 @@ def describe(
 
 def eval_scores(path: Path) -> dict[str, dict[str, float]]:
     """BLEU and chrF per test split of an ``nmt-evaluate`` results file ({} without one, or
-    with one of a quantized model's scores)."""
+    with one of a quantized model's or an ensemble's scores)."""
     if not path.is_file():
         return {}
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
-        if results.get("quantize"):  # int8 scores (nmt-evaluate --out RUN/eval): not the run's
+        # int8 or ensemble scores (nmt-evaluate --out RUN/eval) are not the run's own
+        if results.get("quantize") or results.get("ensemble"):
             return {}
         splits = results["splits"]
         return {name: {m: s[m] for m in ("bleu", "chrf") if m in s} for name, s in splits.items()}

@@ -13,12 +13,14 @@ from torch import Tensor
 
 from nmt.config import PAD_ID
 from nmt.data.batching import Batch, PackedSplit, TokenBatchSampler, collate, pair_lengths
-from nmt.data.prepare import prepare
+from nmt.data.prepare import EncodedSplit, prepare
+from nmt.data.subword_sampling import SegmentationSampler
 from nmt.devices import to_device
 from nmt.errors import ConfigError, DataError
 from nmt.models.builder import build_model
 from nmt.models.embeddings import apply_pretrained, wants_vectors
 from nmt.scoring import score
+from nmt.search.lexical_table import LEXICAL_KEY, LexicalTable
 from nmt.search.translator import Translator
 from nmt.train.distributed import DistInfo, all_reduce, barrier
 from nmt.train.loss import Seq2SeqObjective
@@ -61,21 +63,23 @@ class Seq2SeqTask:
                 "for tatoeba)"
             )
         self.model = build_model(cfg.model, self.src_tok.vocab_size, self.tgt_tok.vocab_size)
+        # For decode.shortlist, saved in every checkpoint (seconds for Multi30k).
+        self.lexical = LexicalTable.build(
+            self.train_split.src,
+            self.train_split.tgt,
+            self.src_tok.vocab_size,
+            self.tgt_tok.vocab_size,
+        )
         self.coverage = self._pretrained_embeddings()
         self.objective = Seq2SeqObjective(self.model, tc.label_smoothing)
         # Packed once here and kept: every batch is gathered from them (nmt.data.batching).
         self.train_packed = PackedSplit.of(self.train_split)
         self.valid_packed = PackedSplit.of(self.valid_split)
         self.train_lengths = pair_lengths(self.train_split)
-        self.sampler = TokenBatchSampler(
-            self.train_lengths,
-            max_tokens=tc.max_tokens,
-            max_sentences=tc.max_sentences,
-            seed=tc.seed,
-            shuffle=True,
-            num_shards=info.world_size,
-            shard_id=info.rank,
-        )
+        self.sampler = self._train_sampler(self.train_lengths)
+        # train.subword_alpha > 0: each epoch gets its own segmentation (epoch_batches).
+        self.segmenters = self._segmenters() if tc.subword_alpha > 0 else None
+        self.segmented_epoch: int | None = None
         self._valid_loss_batches = TokenBatchSampler(
             pair_lengths(self.valid_split), max_tokens=tc.max_tokens, shuffle=False
         )
@@ -110,8 +114,59 @@ class Seq2SeqTask:
     def batches_per_epoch(self) -> int:
         return len(self.sampler)
 
+    def _train_sampler(self, lengths) -> TokenBatchSampler:
+        tc = self.cfg.train
+        return TokenBatchSampler(
+            lengths,
+            max_tokens=tc.max_tokens,
+            max_sentences=tc.max_sentences,
+            seed=tc.seed,
+            shuffle=True,
+            num_shards=self.info.world_size,
+            shard_id=self.info.rank,
+        )
+
+    def _segmenters(self) -> tuple[SegmentationSampler, SegmentationSampler]:
+        """One sampler per side over the training split's cleaned text (same pairs, same order)."""
+        text, tc = self.data.train_text, self.cfg.train
+        if len(text["src"]) != len(self.train_split) or len(text["tgt"]) != len(self.train_split):
+            raise DataError(
+                "the prepared training text does not match the training split: delete the "
+                f"prepared cache ({self.data.cache_path}) and run again"
+            )
+        return (
+            SegmentationSampler(self.src_tok, text["src"], tc.subword_alpha, tc.subword_nbest),
+            SegmentationSampler(self.tgt_tok, text["tgt"], tc.subword_alpha, tc.subword_nbest),
+        )
+
+    def _segment(self, epoch: int) -> None:
+        """Sample ``epoch``'s segmentation of the training split, seeded by (train.seed, epoch),
+        and rebuild what batches read from it: the packed split, the lengths, the sampler.
+
+        The pairs and their order stay those of the fixed split (prepare's cleaning and
+        length filter ran on the fixed segmentation). A side whose sample is longer than
+        ``data.max_len`` keeps its fixed segmentation, so that bound still holds.
+        """
+        if self.segmenters is None or self.segmented_epoch == epoch:
+            return
+        fixed, max_len = self.train_split, self.cfg.data.max_len
+        sides = []
+        for k, (segmenter, fixed_side) in enumerate(zip(self.segmenters, (fixed.src, fixed.tgt))):
+            flat, lengths = segmenter.sample([self.cfg.train.seed, epoch, k])
+            seqs = list(torch.split(flat, lengths.tolist()))
+            for i in torch.nonzero(lengths > max_len).flatten().tolist():
+                seqs[i] = fixed_side[i]
+            sides.append(seqs)
+        split = EncodedSplit("train", sides[0], sides[1])
+        self.train_packed = PackedSplit.of(split)
+        self.train_lengths = pair_lengths(split)
+        self.sampler = self._train_sampler(self.train_lengths)
+        self.segmented_epoch = epoch
+
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        """This rank's batches (lists of example indices) of ``epoch``, in order."""
+        """This rank's batches (lists of example indices) of ``epoch``, in order (with
+        ``train.subword_alpha > 0`` over that epoch's own segmentation)."""
+        self._segment(epoch)
         self.sampler.set_epoch(epoch)
         batches = [list(b) for b in self.sampler.batches()]
         if self.info.enabled:
@@ -172,6 +227,7 @@ class Seq2SeqTask:
             self.valid_decode_cfg(),
             self.device,
             warn=lambda m: None,
+            lexical=self.lexical,
         )
         done = 0
 
@@ -201,6 +257,7 @@ class Seq2SeqTask:
         return {
             "src_tokenizer": self.src_tok.state_dict(),
             "tgt_tokenizer": self.tgt_tok.state_dict(),
+            LEXICAL_KEY: self.lexical.state_dict(),
         }
 
     def state_dict(self) -> dict:
