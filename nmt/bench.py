@@ -131,15 +131,17 @@ def matmul_peak(threads: int, size: int = 2048, reps: int = 7) -> dict[str, Any]
 
 
 # --- 2. training speed -----------------------------------------------------------------
-def flops_per_target_token(
+def flops_by_part(
     model_cfg, src_vocab: int, tgt_vocab: int, src_per_tgt: float, src_len: float
-) -> float:
-    """Training FLOPs per target token: 3 x (2 x forward multiply-adds).
+) -> dict[str, float]:
+    """Training FLOPs per target token, 3 x (2 x forward multiply-adds), per part of the
+    model, named as :func:`nmt.profiling.step_time_split` names them.
 
     Counts the matmuls (embedding lookups, activations and the softmax are not FLOP-bound):
     encoder per source token (scaled by source/target length), decoder RNN, attention
-    (query/keys projections, scores and context over ``src_len`` positions), the
-    attentional layer and the output projection.
+    (query/keys projections, scores and context over ``src_len`` positions, and the
+    attentional layer ``W [h; c]``, which the profiler charges to attention too) and the
+    output projection.
     """
     E, H, L = model_cfg.emb_dim, model_cfg.hidden_dim, model_cfg.layers
     gates = {"gru": 3, "lstm": 4, "rnn": 1}[model_cfg.cell]
@@ -158,9 +160,31 @@ def flops_per_target_token(
         else:
             att = H * H + 2 * src_len * H
         att += 2 * H * H  # attentional vector W[h; c]
-    out = H * tgt_vocab
-    forward_macs = src_per_tgt * enc + dec + att + out
-    return 3 * 2 * forward_macs
+    forward_macs = {
+        "encoder": src_per_tgt * enc,
+        "decoder RNN": dec,
+        "attention": att,
+        "output layer + loss": H * tgt_vocab,
+    }
+    return {part: 3 * 2 * macs for part, macs in forward_macs.items()}
+
+
+def flops_per_target_token(
+    model_cfg, src_vocab: int, tgt_vocab: int, src_per_tgt: float, src_len: float
+) -> float:
+    """Training FLOPs per target token: the sum of :func:`flops_by_part`."""
+    return sum(flops_by_part(model_cfg, src_vocab, tgt_vocab, src_per_tgt, src_len).values())
+
+
+def part_fraction_of_peak(row: dict[str, Any], peak_gflops: float) -> dict[str, float]:
+    """Each part's achieved FLOP rate as a fraction of the matmul peak: its FLOPs per token
+    times tokens/s, over the share of the step's time the profiler charged to it."""
+    out = {}
+    for part, flops in row["flops_by_part"].items():
+        share = row["time_split"].get(part, 0.0)
+        if flops and share > 0:
+            out[part] = round(flops * row["tgt_tok_s"] / share / 1e9 / peak_gflops, 3)
+    return out
 
 
 def train_speed(
@@ -189,13 +213,14 @@ def train_speed(
     data = task.train_split
     src_tokens = sum(len(x) for x in data.src)
     tgt_tokens = sum(len(y) + 1 for y in data.tgt)
-    flops = flops_per_target_token(
+    by_part = flops_by_part(
         cfg.model,
         task.src_tok.vocab_size,
         task.tgt_tok.vocab_size,
         src_tokens / tgt_tokens,
         src_tokens / len(data),
     )
+    flops = sum(by_part.values())
     rates = [n / t for n, t in zip(tokens, times)]
     return {
         "input_feeding": bool(cfg.model.input_feeding),
@@ -207,6 +232,7 @@ def train_speed(
         "tgt_tok_s": round(statistics.median(rates)),
         "ms_per_step": round(1000 * statistics.median(times), 1),
         "flops_per_tgt_token": round(flops),
+        "flops_by_part": {part: round(f) for part, f in by_part.items()},
         "peak_rss_mib": round(rss),
         "time_split": split,
     }
@@ -302,6 +328,7 @@ def run_bench(
         row["achieved_gflops"] = round(row["tgt_tok_s"] * row["flops_per_tgt_token"] / 1e9, 3)
         row["fraction_of_peak"] = round(row["achieved_gflops"] / peak, 3)
         row["roofline_tgt_tok_s"] = round(peak * 1e9 / row["flops_per_tgt_token"])
+        row["part_fraction_of_peak"] = part_fraction_of_peak(row, peak)
         result["train"].append(row)
         log(f"  {row['tgt_tok_s']} tgt tok/s, {row['ms_per_step']} ms/step")
     if checkpoint:

@@ -7,7 +7,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
-from nmt.bench import flops_per_target_token
+from nmt.bench import flops_by_part, flops_per_target_token, part_fraction_of_peak
 from nmt.cli.bench import format_table
 from nmt.config import ModelConfig
 from nmt.models.builder import build_model
@@ -34,6 +34,32 @@ def test_flops_per_target_token_matches_flop_counter(attention, feeding):
     counted = counter.get_total_flops() / (batch * tgt_len)  # forward only
     analytic = flops_per_target_token(cfg, 50, 60, src_len / tgt_len, src_len) / 3
     assert analytic == pytest.approx(counted, rel=0.05)
+
+
+def test_flops_by_part_matches_the_counter_per_module_and_sums_to_the_total():
+    cfg = OmegaConf.structured(ModelConfig(emb_dim=16, hidden_dim=24, layers=2))
+    torch.manual_seed(0)
+    model = build_model(cfg, 50, 60)
+    batch, src_len, tgt_len = 3, 7, 5
+    src = torch.randint(4, 50, (batch, src_len))
+    with FlopCounterMode(display=False) as counter:
+        model.features(src, torch.full((batch,), src_len), torch.randint(4, 60, (batch, tgt_len)))
+    counted = {k: sum(v.values()) / (batch * tgt_len) for k, v in counter.get_flop_counts().items()}
+    parts = flops_by_part(cfg, 50, 60, src_len / tgt_len, src_len)
+    assert parts["encoder"] / 3 == pytest.approx(counted["Encoder"], rel=1e-6)
+    assert parts["decoder RNN"] / 3 == pytest.approx(counted["GRU"], rel=1e-6)  # decoder's GRU
+    assert parts["output layer + loss"] == 3 * 2 * 24 * 60
+    assert sum(parts.values()) == flops_per_target_token(cfg, 50, 60, src_len / tgt_len, src_len)
+
+
+def test_part_fraction_of_peak_divides_each_parts_rate_by_its_time_share():
+    row = {
+        "tgt_tok_s": 1000,
+        "flops_by_part": {"encoder": 4e6, "attention": 2e6, "decoder RNN": 1e6},
+        "time_split": {"encoder": 0.5, "attention": 0.1, "optimizer": 0.4},
+    }
+    # encoder: 4e6 * 1000 / 0.5 = 8 GFLOP/s of a 10 GFLOP/s peak; no time share: left out
+    assert part_fraction_of_peak(row, 10.0) == {"encoder": 0.8, "attention": 2.0}
 
 
 def test_format_table_lists_every_row():
@@ -96,6 +122,11 @@ def test_format_table_lists_every_row():
         and "| beam5 | 1 x 2 | 200.0 | 260.0 | 1.30 | 40.0 | 39.9 | 97 % |" in table
     )
     assert "int8" not in format_table({**result, "decode_int8": []})  # an older bench.json
+    assert "% of the matmul peak" not in table  # no per-part fractions: an older bench.json
+    fractions = {"encoder": 0.42, "output layer + loss": 0.9}
+    rows = [{**r, "part_fraction_of_peak": fractions} for r in result["train"]]
+    parted = format_table({**result, "train": rows})
+    assert "| input feeding off | 42.0 | 90.0 |" in parted.split("% of the matmul peak")[1]
     assert "shortlist" not in table  # no shortlist rows: an older bench.json
     short = {
         **{k: result["decode_int8"][0][k] for k in ("method", "workers", "threads_per_worker")},
@@ -174,4 +205,8 @@ def test_bench_smoke_run_writes_every_field(shared_data, monkeypatch, tmp_path):
         assert 0 < row["mean_candidates"] <= row["vocab"] and row["shortlist"] == 50
     table = format_table(result)
     assert "time split of a training step" in table
-    assert table.count("| input feeding on |") == 2  # the speed row and the split row
+    # the speed row, the time split row and the fraction-of-peak row
+    assert table.count("| input feeding on |") == 3 and "% of the matmul peak" in table
+    for row in result["train"]:
+        assert set(row["part_fraction_of_peak"]) == set(row["flops_by_part"])
+        assert all(f > 0 for f in row["part_fraction_of_peak"].values())

@@ -126,6 +126,19 @@ def format_table(result: dict[str, Any]) -> str:
         for r in result["train"]:
             cells = " | ".join(f"{100 * r['time_split'].get(p, 0.0):.1f} %" for p in parts)
             lines.append(f"| input feeding {'on' if r['input_feeding'] else 'off'} | {cells} |")
+    fractions = [r.get("part_fraction_of_peak") for r in result["train"]]
+    if all(fractions):
+        parts = list(dict.fromkeys(p for f in fractions for p in f))
+        lines += [
+            "",
+            "each part's matmul FLOPs per second over its share of the step, % of the matmul peak",
+            "| train | " + " | ".join(parts) + " |",
+            "|---|" + "---:|" * len(parts),
+        ]
+        for r in result["train"]:
+            f = r["part_fraction_of_peak"]
+            cells = " | ".join(f"{100 * f[p]:.1f}" if p in f else "–" for p in parts)
+            lines.append(f"| input feeding {'on' if r['input_feeding'] else 'off'} | {cells} |")
     dm = result["decode_model"]
     trained = (
         f"trained here for {dm['trained_updates']} updates (input feeding on)"
