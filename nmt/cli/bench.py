@@ -99,6 +99,23 @@ def main(argv: list[str] | None = None) -> None:
     run_guarded(run, parse_args(argv))
 
 
+def _parts_table(
+    rows: list[dict[str, Any]], key: str, title: str, fmt, missing: float | None = None
+) -> list[str]:
+    """A table of ``row[key]`` (a value per model part) for each training row; no lines
+    when a row lacks it (an older bench.json). A part a row lacks shows ``missing``, or –."""
+    values = [r.get(key) for r in rows]
+    if not all(values):
+        return []
+    parts = list(dict.fromkeys(p for v in values for p in v))
+    lines = ["", title, "| train | " + " | ".join(parts) + " |", "|---|" + "---:|" * len(parts)]
+    for r, v in zip(rows, values):
+        cells = [fmt(v.get(p, missing)) if v.get(p, missing) is not None else "–" for p in parts]
+        feeding = "on" if r["input_feeding"] else "off"
+        lines.append(f"| input feeding {feeding} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The bench's result as the Markdown tables docs/performance.md quotes."""
     lines = [
@@ -114,31 +131,19 @@ def format_table(result: dict[str, Any]) -> str:
             f"{r['flops_per_tgt_token'] / 1e9:.4f} | {100 * r['fraction_of_peak']:.1f} | "
             f"{r['peak_rss_mib']} |"
         )
-    splits = [r.get("time_split") for r in result["train"]]
-    if all(splits):
-        parts = list(dict.fromkeys(p for split in splits for p in split))
-        lines += [
-            "",
-            "time split of a training step (torch.profiler, forward + backward)",
-            "| train | " + " | ".join(parts) + " |",
-            "|---|" + "---:|" * len(parts),
-        ]
-        for r in result["train"]:
-            cells = " | ".join(f"{100 * r['time_split'].get(p, 0.0):.1f} %" for p in parts)
-            lines.append(f"| input feeding {'on' if r['input_feeding'] else 'off'} | {cells} |")
-    fractions = [r.get("part_fraction_of_peak") for r in result["train"]]
-    if all(fractions):
-        parts = list(dict.fromkeys(p for f in fractions for p in f))
-        lines += [
-            "",
-            "each part's matmul FLOPs per second over its share of the step, % of the matmul peak",
-            "| train | " + " | ".join(parts) + " |",
-            "|---|" + "---:|" * len(parts),
-        ]
-        for r in result["train"]:
-            f = r["part_fraction_of_peak"]
-            cells = " | ".join(f"{100 * f[p]:.1f}" if p in f else "–" for p in parts)
-            lines.append(f"| input feeding {'on' if r['input_feeding'] else 'off'} | {cells} |")
+    lines += _parts_table(
+        result["train"],
+        "time_split",
+        "time split of a training step (torch.profiler, forward + backward)",
+        lambda value: f"{100 * value:.1f} %",
+        missing=0.0,
+    )
+    lines += _parts_table(
+        result["train"],
+        "part_fraction_of_peak",
+        "each part's matmul FLOPs per second over its share of the step, % of the matmul peak",
+        lambda value: f"{100 * value:.1f}",
+    )
     dm = result["decode_model"]
     trained = (
         f"trained here for {dm['trained_updates']} updates (input feeding on)"
