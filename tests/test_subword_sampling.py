@@ -13,7 +13,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from test_train_loop import KILL_AT, _child_code, make_cfg, overrides
+from test_train_loop import make_cfg, train_killed_at_kill_step
 
 from nmt.config import UNK_ID, TokenizerConfig
 from nmt.config_checks import validate
@@ -186,13 +186,7 @@ def test_kill_and_resume_with_sampling_reproduces_the_uninterrupted_run(tiny_par
     train(make_cfg(tiny_parallel, *extra), out_dir=full)
     assert ckpt.load_checkpoint(full / "last.pt")["epoch"] >= 1
     killed = tmp_path / "killed"
-    argv = overrides(tiny_parallel, *extra, f"hydra.run.dir={killed}")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _child_code(argv)], env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == -9, proc.stderr[-2000:]
-    assert ckpt.load_checkpoint(killed / "last.pt")["step"] == KILL_AT
+    train_killed_at_kill_step(tiny_parallel, extra, killed)
     train(make_cfg(tiny_parallel, *extra, "train.resume=true"), out_dir=killed)
     a, b = ckpt.load_checkpoint(full / "last.pt"), ckpt.load_checkpoint(killed / "last.pt")
     assert a["step"] == b["step"] == 40

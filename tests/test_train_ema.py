@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from test_train_loop import make_cfg
 from torch import nn
 
-from nmt.config import conf_dir, register_configs
 from nmt.config_checks import check_train
 from nmt.errors import ConfigError
 from nmt.train import checkpoint as ckpt
@@ -63,32 +62,7 @@ def test_state_dict_round_trip_continues_the_same_average():
 
 
 def _cfg(tiny_parallel, *extra):
-    register_configs()
-    p = tiny_parallel
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                "data=local",
-                f"data.local.train_src={p['train_src']}",
-                f"data.local.train_tgt={p['train_tgt']}",
-                f"data.local.valid_src={p['valid_src']}",
-                f"data.local.valid_tgt={p['valid_tgt']}",
-                "data.test_splits=[]",
-                "tokenizer.vocab_size=200",
-                "model.emb_dim=16",
-                "model.hidden_dim=32",
-                "train.threads=1",
-                "train.max_tokens=600",
-                "train.valid_max_sentences=4",
-                "train.keep_last=1",
-                "train.lr=3e-3",
-                "decode=greedy",
-                "decode.max_len_a=0.0",
-                "decode.max_len_b=12",
-                *extra,
-            ],
-        )
+    return make_cfg(tiny_parallel, "train.lr=3e-3", *extra)
 
 
 def test_training_validates_and_saves_the_average_and_resumes_from_raw_weights(

@@ -154,6 +154,18 @@ def _child_code(argv: list[str]) -> str:
     )
 
 
+def train_killed_at_kill_step(tiny_parallel, extra: list[str], out) -> None:
+    """Train into ``out`` in a child process that SIGKILLs itself right after the checkpoint
+    of step :data:`KILL_AT` (mid-epoch), and check that it died there."""
+    argv = overrides(tiny_parallel, *extra, f"hydra.run.dir={out}")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _child_code(argv)], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert ckpt.load_checkpoint(out / "last.pt")["step"] == KILL_AT
+
+
 @pytest.mark.parametrize("ema", ["train.ema_decay=0.0", "train.ema_decay=0.9"])
 def test_kill_and_resume_reproduces_the_uninterrupted_run(ema, tiny_parallel, tmp_path):
     extra = ["train.max_steps=20", "train.valid_every=5", "model.dropout=0.1", "train.lr=3e-3", ema]
@@ -161,13 +173,7 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(ema, tiny_parallel, tm
     train(make_cfg(tiny_parallel, *extra), out_dir=full)
 
     killed = tmp_path / "killed"
-    argv = overrides(tiny_parallel, *extra, f"hydra.run.dir={killed}")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", _child_code(argv)], env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == -9, proc.stderr[-2000:]
-    assert ckpt.load_checkpoint(killed / "last.pt")["step"] == KILL_AT
+    train_killed_at_kill_step(tiny_parallel, extra, killed)
     assert (killed / LOCK_NAME).exists()  # stale lock of the dead process
 
     # Without resume the folder is refused; with resume it continues (taking the stale lock).
