@@ -126,34 +126,32 @@ class Scratch:
     def __init__(self) -> None:
         self._store: dict[str, Tensor] = {}
 
-    def rows(self, key: str, source: Tensor, index: Tensor) -> Tensor:
-        """``source.index_select(0, index)`` written into buffer ``key``."""
-        shape = (index.numel(), *source.shape[1:])
-        numel = index.numel() * source[0].numel() if source.size(0) else 0
+    def _buffer(self, key: str, like: Tensor, shape: tuple[int, ...]) -> Tensor:
+        """Buffer ``key`` viewed as ``shape``, with ``like``'s dtype and device (regrown when
+        too small)."""
+        numel = 1
+        for size in shape:
+            numel *= size
         buf = self._store.get(key)
         if (
             buf is None
             or buf.numel() < numel
-            or buf.dtype != source.dtype
-            or buf.device != source.device
+            or buf.dtype != like.dtype
+            or buf.device != like.device
         ):
-            buf = source.new_empty(max(numel, 1))
+            buf = like.new_empty(max(numel, 1))
             self._store[key] = buf
-        return torch.index_select(source, 0, index, out=buf[:numel].view(shape))
+        return buf[:numel].view(shape)
+
+    def rows(self, key: str, source: Tensor, index: Tensor) -> Tensor:
+        """``source.index_select(0, index)`` written into buffer ``key``."""
+        out = self._buffer(key, source, (index.numel(), *source.shape[1:]))
+        return torch.index_select(source, 0, index, out=out)
 
     def transposed(self, key: str, source: Tensor) -> Tensor:
         """``source (n, a, b)`` as a contiguous ``(n, b, a)`` written into buffer ``key``."""
         n, a, b = source.shape
-        buf = self._store.get(key)
-        if (
-            buf is None
-            or buf.numel() < source.numel()
-            or buf.dtype != source.dtype
-            or buf.device != source.device
-        ):
-            buf = source.new_empty(max(source.numel(), 1))
-            self._store[key] = buf
-        return buf[: source.numel()].view(n, b, a).copy_(source.transpose(1, 2))
+        return self._buffer(key, source, (n, b, a)).copy_(source.transpose(1, 2))
 
 
 @dataclass
