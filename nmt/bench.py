@@ -54,6 +54,7 @@ from nmt.config import conf_dir, register_configs
 from nmt.data.batching import TokenBatchSampler, pair_lengths
 from nmt.data.prepare import prepare
 from nmt.profiling import step_time_split
+from nmt.search.threads import torch_threads_per_batch_thread
 from nmt.search.workers import threads_per_worker
 from nmt.train.distributed import DistInfo
 from nmt.train.run import train
@@ -275,6 +276,14 @@ def train_decode_model(overrides: list[str], out: Path, updates: int, threads: i
     }
 
 
+def describe_layout(workers: int, batch_threads: int, threads: int) -> str:
+    """``2 processes x 1 thread``, ``1 process, 2 batch threads x 1 thread``, ..."""
+    if batch_threads > 1:
+        each = torch_threads_per_batch_thread(batch_threads, threads)
+        return f"1 process, {batch_threads} batch threads x {each} torch thread(s)"
+    return f"{workers} process(es) x {threads_per_worker(workers, threads)} torch thread(s)"
+
+
 def in_child(fn, *args):
     """Run ``fn(*args)`` in a fresh process (its own peak RSS); return its result.
 
@@ -347,22 +356,22 @@ def run_bench(
         checkpoint = str(out / "last.pt")
         result["decode_model"] = {"checkpoint": checkpoint, "trained_here": True, **info}
     result["decode"], result["decode_int8"], result["decode_shortlist"] = [], [], []
-    # One process with all threads, then (with 2+ threads) one single-threaded worker per
-    # thread, the layout small decoder steps use best (nmt.search.workers).
-
-    for workers in (1, threads) if threads > 1 else (1,):
+    # One process with all threads; then (with 2+ threads) one single-threaded worker process
+    # per thread (nmt.search.workers), and one process whose threads each search their own
+    # batches with one torch thread (nmt.search.threads): small decoder steps use the cores
+    # best that way.
+    layouts = [(1, 1), (threads, 1), (1, threads)] if threads > 1 else [(1, 1)]
+    for workers, batch_threads in layouts:
         for method in ("greedy", "beam5"):
-            log(
-                f"decode {method}, {workers} process(es) x {threads_per_worker(workers, threads)} threads ..."
-            )
+            log(f"decode {method}, {describe_layout(workers, batch_threads, threads)} ...")
             args = (checkpoint, method, threads, bp.decode_sentences, workers)
-            row = call(decode_speed, *args)
+            row = call(decode_speed, *args, batch_threads)
             result["decode"].append(row)
             log(f"  {row['sent_s']} sent/s, BLEU {row['bleu']}")
-            row = call(int8_decode_speed, *args, bp.int8_passes)
+            row = call(int8_decode_speed, *args, bp.int8_passes, batch_threads)
             result["decode_int8"].append(row)
             log(f"  fp32 vs int8: {row['fp32_sent_s']} vs {row['int8_sent_s']} sent/s")
-            row = call(shortlist_decode_speed, *args, bp.int8_passes, bp.shortlist)
+            row = call(shortlist_decode_speed, *args, bp.int8_passes, bp.shortlist, batch_threads)
             result["decode_shortlist"].append(row)
             log(f"  full vs shortlist: {row['full_sent_s']} vs {row['shortlist_sent_s']} sent/s")
     result["wall_seconds"] = round(time.time() - started, 1)

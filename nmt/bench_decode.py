@@ -29,6 +29,7 @@ from nmt.inference import load_for_inference, load_lexical_table
 from nmt.models.quantize import quantize_for_cpu
 from nmt.scoring import score
 from nmt.search.lexical_table import LexicalTable
+from nmt.search.threads import torch_threads_per_batch_thread
 from nmt.search.translator import Translator
 from nmt.search.workers import threads_per_worker
 
@@ -40,12 +41,19 @@ def peak_rss_mib() -> float:
 
 # --- fp32 ------------------------------------------------------------------------------
 def decode_speed(
-    checkpoint: str, method: str, threads: int, limit: int, workers: int = 1
+    checkpoint: str,
+    method: str,
+    threads: int,
+    limit: int,
+    workers: int = 1,
+    batch_threads: int = 1,
 ) -> dict[str, Any]:
     """Decode the first ``limit`` test sentences with ``threads`` torch threads, split
-    between ``workers`` processes (``decode.workers``)."""
+    between ``workers`` processes (``decode.workers``) or ``batch_threads`` threads of this
+    one (``decode.batch_threads``)."""
     model, src_tok, tgt_tok, sources, refs = _decode_setup(checkpoint, threads, limit)
-    translator = Translator(model, src_tok, tgt_tok, bench_decode_config(method, workers))
+    decode = bench_decode_config(method, workers, batch_threads)
+    translator = Translator(model, src_tok, tgt_tok, decode)
     with torch.inference_mode():
         translator.translate(sources[:16])  # warm-up
         start = time.perf_counter()
@@ -63,14 +71,24 @@ def decode_speed(
         "bleu": scores["bleu"],
         "chrf": scores["chrf"],
         "bleu_signature": scores["bleu_signature"],
-        "workers": workers,
-        "threads_per_worker": threads_per_worker(workers, threads),
+        **_layout(workers, batch_threads, threads),
         "peak_rss_mib": round(peak_rss_mib()),
         # the largest worker process (0 without workers); each also maps the shared model
         "worker_peak_rss_mib": round(
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if workers > 1 else 0
         ),
     }
+
+
+def _layout(workers: int, batch_threads: int, threads: int) -> dict[str, int]:
+    """A row's decoding layout: processes, threads searching batches in each, and the torch
+    threads of each search (``threads_per_worker``)."""
+    each = (
+        torch_threads_per_batch_thread(batch_threads, threads)
+        if batch_threads > 1
+        else threads_per_worker(workers, threads)
+    )
+    return {"workers": workers, "batch_threads": batch_threads, "threads_per_worker": each}
 
 
 def _decode_setup(checkpoint: str, threads: int, limit: int):
@@ -107,7 +125,7 @@ def _interleaved(
     return row
 
 
-def bench_decode_config(method: str, workers: int) -> DecodeConfig:
+def bench_decode_config(method: str, workers: int, batch_threads: int = 1) -> DecodeConfig:
     """``greedy`` or ``beam5`` (GNMT alpha 1.0), at most 100 pieces, batches of 32."""
     beam = 5 if method == "beam5" else 1
     return DecodeConfig(
@@ -119,19 +137,27 @@ def bench_decode_config(method: str, workers: int) -> DecodeConfig:
         max_tokens=1_000_000,  # batches of 32 sentences, as the peers decode
         max_sentences=32,
         workers=workers,
+        batch_threads=batch_threads,
     )
 
 
 # --- int8 ------------------------------------------------------------------------------
 def int8_decode_speed(
-    checkpoint: str, method: str, threads: int, limit: int, workers: int = 1, passes: int = 3
+    checkpoint: str,
+    method: str,
+    threads: int,
+    limit: int,
+    workers: int = 1,
+    passes: int = 3,
+    batch_threads: int = 1,
 ) -> dict[str, Any]:
     """:func:`compare_int8` on the first ``limit`` test sentences, ``threads`` torch threads
-    split between ``workers`` processes."""
+    split between ``workers`` processes or ``batch_threads`` threads."""
     model, src_tok, tgt_tok, sources, refs = _decode_setup(checkpoint, threads, limit)
-    row = compare_int8(model, src_tok, tgt_tok, sources, refs, method, workers, passes)
-    row["threads_per_worker"] = threads_per_worker(workers, threads)
-    return row
+    row = compare_int8(
+        model, src_tok, tgt_tok, sources, refs, method, workers, passes, batch_threads
+    )
+    return {**row, **_layout(workers, batch_threads, threads)}
 
 
 def compare_int8(
@@ -143,10 +169,11 @@ def compare_int8(
     method: str,
     workers: int = 1,
     passes: int = 3,
+    batch_threads: int = 1,
 ) -> dict[str, Any]:
     """Decode ``sources`` with ``model`` in fp32 and in int8, ``passes`` timed passes each,
     interleaved; medians of sentences/s, their ratio, BLEU and identical outputs."""
-    decode = bench_decode_config(method, workers)
+    decode = bench_decode_config(method, workers, batch_threads)
     translators = {
         "fp32": Translator(model, src_tok, tgt_tok, decode),
         "int8": Translator(quantize_for_cpu(model), src_tok, tgt_tok, decode),
@@ -166,6 +193,7 @@ def shortlist_decode_speed(
     workers: int = 1,
     passes: int = 3,
     k: int = 50,
+    batch_threads: int = 1,
 ) -> dict[str, Any]:
     """:func:`compare_shortlist` on the first ``limit`` test sentences (the checkpoint's
     lexical table, rebuilt from its run's data when it has none)."""
@@ -173,10 +201,9 @@ def shortlist_decode_speed(
     _, _, _, cfg = load_for_inference(checkpoint)
     lexical = load_lexical_table(checkpoint, cfg, src_tok, tgt_tok)
     row = compare_shortlist(
-        model, src_tok, tgt_tok, lexical, sources, refs, method, workers, passes, k
+        model, src_tok, tgt_tok, lexical, sources, refs, method, workers, passes, k, batch_threads
     )
-    row["threads_per_worker"] = threads_per_worker(workers, threads)
-    return row
+    return {**row, **_layout(workers, batch_threads, threads)}
 
 
 def compare_shortlist(
@@ -190,11 +217,12 @@ def compare_shortlist(
     workers: int = 1,
     passes: int = 3,
     k: int = 50,
+    batch_threads: int = 1,
 ) -> dict[str, Any]:
     """Decode ``sources`` with the full output layer (``full``) and through a ``k``
     shortlist (``shortlist``), ``passes`` timed passes each, interleaved; medians of
     sentences/s, their ratio, BLEU, identical outputs and the mean candidates per sentence."""
-    decode = bench_decode_config(method, workers)
+    decode = bench_decode_config(method, workers, batch_threads)
     short = dataclasses.replace(decode, shortlist=k)
     translators = {
         "full": Translator(model, src_tok, tgt_tok, decode),

@@ -274,6 +274,9 @@ class DecodeConfig:
     # CPU processes decoding batches in parallel, one torch thread each (nmt.search.workers:
     # set it to the cores to use); 1 = batches one after the other in this process
     workers: int = 1
+    # Or threads of this process decoding batches in parallel, sharing its torch threads
+    # (nmt.search.threads; CTranslate2's inter_threads): set it to the cores to use
+    batch_threads: int = 1
     # Lexical shortlist (nmt.search.shortlist): the output layer of each sentence cut to the
     # `shortlist` best target pieces of each of its source pieces (at most 100: the
     # checkpoint's lexical table) plus the `shortlist_frequent` most frequent ones; 0 = off

@@ -141,9 +141,14 @@ def check_subword_sampling(cfg: Any) -> None:
 def check_decode_config(dec: Any, prefix: str = "decode") -> None:
     """Refuse decoding options that cannot work (a beam of 0, top_p of 2, a nan penalty, ...)."""
     check_choices(dec, prefix)
-    for key in ("beam_size", "n_best", "max_tokens", "workers"):
+    for key in ("beam_size", "n_best", "max_tokens", "workers", "batch_threads"):
         if getattr(dec, key) < 1:
             raise ConfigError(f"{prefix}.{key}={getattr(dec, key)} must be at least 1")
+    if dec.workers > 1 and dec.batch_threads > 1:
+        raise ConfigError(
+            f"{prefix}.workers={dec.workers} and {prefix}.batch_threads={dec.batch_threads} "
+            "both split the batches: set one of them to 1"
+        )
     for key in (
         "min_len",
         "max_len_a",

@@ -95,6 +95,7 @@ def test_format_table_lists_every_row():
             decode,
             {**decode, "method": "greedy"},
             {**decode, "workers": 2, "threads_per_worker": 1, "worker_peak_rss_mib": 350},
+            {**decode, "batch_threads": 2, "threads_per_worker": 1, "sent_s": 230.0},
         ],
         "decode_int8": [
             {
@@ -114,12 +115,13 @@ def test_format_table_lists_every_row():
     }
     table = format_table(result)
     assert "| input feeding off | 2000 | 3000 | 600.0 |" in table
-    assert "| input feeding on |" in table and "| beam5 | 1 x 2 | 1000 | 200.0 |" in table
-    assert "| beam5 | 2 x 1 | 1000 | 200.0 |" in table and "| 400 (350) |" in table
+    assert "| input feeding on |" in table and "| beam5 | 1 x 1 x 2 | 1000 | 200.0 |" in table
+    assert "| beam5 | 2 x 1 x 1 | 1000 | 200.0 |" in table and "| 400 (350) |" in table
+    assert "| beam5 | 1 x 2 x 1 | 1000 | 230.0 |" in table  # batch threads in one process
     assert "| greedy |" in table and "matmul peak 100.0 GFLOP/s" in table
     assert (
         "median of 3 (fp32 measured again here" in table
-        and "| beam5 | 1 x 2 | 200.0 | 260.0 | 1.30 | 40.0 | 39.9 | 97 % |" in table
+        and "| beam5 | 1 x 1 x 2 | 200.0 | 260.0 | 1.30 | 40.0 | 39.9 | 97 % |" in table
     )
     assert "int8" not in format_table({**result, "decode_int8": []})  # an older bench.json
     assert "% of the matmul peak" not in table  # no per-part fractions: an older bench.json
@@ -136,7 +138,7 @@ def test_format_table_lists_every_row():
     }
     table = format_table({**result, "decode_shortlist": [short]})
     assert "(--shortlist 50)" in table and "311.2 of 5470" in table
-    assert "| beam5 | 1 x 2 | 40.0 | 52.0 | 1.30 | 40.0 | 39.8 | 80 % |" in table
+    assert "| beam5 | 1 x 1 x 2 | 40.0 | 52.0 | 1.30 | 40.0 | 39.8 | 80 % |" in table
 
 
 def test_bench_smoke_run_writes_every_field(shared_data, monkeypatch, tmp_path):
@@ -150,7 +152,7 @@ def test_bench_smoke_run_writes_every_field(shared_data, monkeypatch, tmp_path):
         steps=2,
         profile_steps=1,
         decode_updates=2,
-        decode_sentences=40,  # two batches of at most 32, so the 2-worker rows use workers
+        decode_sentences=40,  # two batches of at most 32: the 2-worker/2-thread rows use them
         int8_passes=1,
         tokens_per_update=300,
         overrides=[
@@ -183,23 +185,32 @@ def test_bench_smoke_run_writes_every_field(shared_data, monkeypatch, tmp_path):
         for part in ("encoder", "decoder RNN", "attention", "output layer + loss", "optimizer"):
             assert split[part] > 0, part
     assert result["decode_model"]["trained_here"] and result["decode_model"]["trained_updates"] == 2
-    rows = [(r["method"], r["workers"], r["threads_per_worker"]) for r in result["decode"]]
-    assert rows == [("greedy", 1, 2), ("beam5", 1, 2), ("greedy", 2, 1), ("beam5", 2, 1)]
+
+    def layouts(rows):
+        return [
+            (r["method"], r["workers"], r["batch_threads"], r["threads_per_worker"]) for r in rows
+        ]
+
+    rows = layouts(result["decode"])
+    assert rows == [
+        ("greedy", 1, 1, 2),
+        ("beam5", 1, 1, 2),
+        ("greedy", 2, 1, 1),
+        ("beam5", 2, 1, 1),
+        ("greedy", 1, 2, 1),
+        ("beam5", 1, 2, 1),
+    ]
     for row in result["decode"]:
         assert row["sentences"] == 40
         for key in ("sent_s", "out_tok_s", "seconds", "peak_rss_mib"):
             assert row[key] > 0, key
         assert (row["worker_peak_rss_mib"] > 0) == (row["workers"] > 1)
         assert row["bleu"] >= 0 and "nrefs:1" in row["bleu_signature"]
-    int8 = [(r["method"], r["workers"], r["threads_per_worker"]) for r in result["decode_int8"]]
-    assert int8 == rows
+    assert layouts(result["decode_int8"]) == rows
     for row in result["decode_int8"]:
         assert row["fp32_sent_s"] > 0 and row["int8_sent_s"] > 0 and row["int8_speedup"] > 0
         assert row["passes"] == tiny.int8_passes and 0 <= row["same_output"] <= 1
-    short = [
-        (r["method"], r["workers"], r["threads_per_worker"]) for r in result["decode_shortlist"]
-    ]
-    assert short == rows
+    assert layouts(result["decode_shortlist"]) == rows
     for row in result["decode_shortlist"]:
         assert row["full_sent_s"] > 0 and row["shortlist_sent_s"] > 0
         assert 0 < row["mean_candidates"] <= row["vocab"] and row["shortlist"] == 50

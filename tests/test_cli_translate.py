@@ -148,6 +148,19 @@ def test_workers_translate_like_one_process(run_dir, tiny_parallel, capsys, monk
     assert out.splitlines() == Translator(model, src_tok, tgt_tok, base).translate(lines)
 
 
+def test_batch_threads_flag_translates_like_one_search(run_dir, tiny_parallel, capsys, monkeypatch):
+    """--batch-threads 2: batches searched in two threads of this process, same output."""
+    lines = tiny_parallel["test_src"].read_text(encoding="utf-8").splitlines()[:20]
+    model, src_tok, tgt_tok, cfg = load_for_inference(run_dir)
+    base = dataclasses.replace(OmegaConf.to_object(cfg.decode), max_sentences=3)
+    args = ["translate", str(run_dir), "--quiet", "--batch-threads", "2", "--batch-size", "3"]
+    code, out, err = _main(args, capsys, monkeypatch, "\n".join(lines) + "\n")
+    assert code == 0, err
+    assert out.splitlines() == Translator(model, src_tok, tgt_tok, base).translate(lines)
+    code, out, err = _main([*args, "--workers", "2"], capsys, monkeypatch, "a\n")
+    assert code != 0 and "set one of them to 1" in err and "Traceback" not in err
+
+
 def test_workers_after_a_multithreaded_parent_finish_single_threaded(
     run_dir, tiny_parallel, tmp_path, monkeypatch
 ):

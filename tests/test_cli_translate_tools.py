@@ -173,6 +173,7 @@ FLAG_VALUES = {
     "max_tokens": (["--max-tokens", "123"], 123),
     "max_sentences": (["--max-sentences", "9"], 9),
     "workers": (["--workers", "2"], 2),
+    "batch_threads": (["--batch-threads", "3"], 3),
     "length_penalty": (["--length-penalty", "0.3"], 0.3),
     "length_normalize": (["--length-normalize"], True),
     "coverage_penalty": (["--coverage-penalty", "0.2"], 0.2),

@@ -242,11 +242,11 @@ def test_the_translator_decodes_through_the_shortlist_it_is_asked_for():
         src = torch.tensor([tok.encode(line)])
         allowed = set(shortlist.candidates(src, torch.tensor([src.size(1)]))[0].tolist())
         assert out and set(out[0].tokens) <= allowed
-    assert isinstance(translator._search_model, ShortlistSeq2Seq)
+    assert isinstance(translator._views[0], ShortlistSeq2Seq)
     assert shortlist.sizes([tok.encode(line) for line in lines])[1] == 4  # 13, 10, EOS, UNK
     off = Translator(model, tok, tok, dataclasses.replace(cfg, shortlist=0), lexical=_lexical())
     off.translate(lines)
-    assert not isinstance(off._search_model, ShortlistSeq2Seq)
+    assert not isinstance(off._views[0], ShortlistSeq2Seq)
 
 
 def test_shortlist_settings_are_checked():

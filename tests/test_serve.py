@@ -22,6 +22,7 @@ with warnings.catch_warnings():  # Starlette now prefers httpx2; httpx works the
 
 from conftest import make_checkpoint, one_line_error, run_main  # noqa: E402
 
+from nmt.errors import ConfigError  # noqa: E402
 from nmt.inference import load_translation_model  # noqa: E402
 from nmt.search.alignment import pharaoh, surface_pieces, word_alignment  # noqa: E402
 from nmt.search.translator import Translator  # noqa: E402
@@ -366,6 +367,33 @@ def test_workers_decode_a_large_call_in_forked_processes_like_one(
     assert forked[0][0] > 1 and forked[0][1] == 2
     alone = reference(run_dir).translate(lines)
     assert [n[0]["text"] for n in got.json()["translations"]] == alone
+
+
+def test_batch_threads_decode_a_large_call_in_threads_like_one(run_dir, tiny_parallel, monkeypatch):
+    """--batch-threads 2: a call holding several decoding batches is searched in two threads
+    of the decoding thread's process, with the same results; workers and threads together,
+    or 0 threads, are refused at load."""
+    from nmt.search import translator as translator_module
+
+    real, threaded = translator_module.search_in_threads, []
+
+    def spy(views, batches, cfg, return_attention=False):
+        threaded.append((len(batches), len(views)))
+        yield from real(views, batches, cfg, return_attention)
+
+    monkeypatch.setattr(translator_module, "search_in_threads", spy)
+    lines = tiny_parallel["train_src"].read_text(encoding="utf-8").splitlines()[:64]
+    served = load_served_model(run_dir, "cpu", batch_threads=2)
+    with TestClient(create_app(served, ServeSettings(max_batch_tokens=10_000))) as client:
+        got = client.post("/translate", json={"sentences": lines})
+    assert got.status_code == 200 and len(threaded) == 1
+    assert threaded[0][0] > 1 and threaded[0][1] == 2
+    alone = reference(run_dir).translate(lines)
+    assert [n[0]["text"] for n in got.json()["translations"]] == alone
+    with pytest.raises(ConfigError, match="--batch-threads must be at least 1"):
+        load_served_model(run_dir, "cpu", batch_threads=0)
+    with pytest.raises(ConfigError, match="--workers 1 or --batch-threads 1"):
+        load_served_model(run_dir, "cpu", workers=2, batch_threads=2)
 
 
 def test_health_and_models(run_dir):

@@ -153,7 +153,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"decode test_2016_flickr, model {trained}",
-        "| search | processes x threads | sentences | sent/s | out tok/s | BLEU | chrF "
+        "| search | processes x batch threads x torch threads | sentences | sent/s | out tok/s | BLEU | chrF "
         "| peak RSS MiB (largest worker) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -162,7 +162,7 @@ def format_table(result: dict[str, Any]) -> str:
         if r["workers"] > 1:
             rss += f" ({r['worker_peak_rss_mib']})"
         lines.append(
-            f"| {r['method']} | {r['workers']} x {r['threads_per_worker']} | {r['sentences']} | "
+            f"| {r['method']} | {layout(r)} | {r['sentences']} | "
             f"{r['sent_s']} | {r['out_tok_s']} | {r['bleu']} | {r['chrf']} | {rss} |"
         )
     int8 = result.get("decode_int8") or []
@@ -172,17 +172,23 @@ def format_table(result: dict[str, Any]) -> str:
             f"int8 decoding (--quantize int8), passes interleaved with fp32, median of "
             f"{int8[0]['passes']} (fp32 measured again here, so it can differ from the table "
             "above)",
-            "| search | processes x threads | fp32 sent/s | int8 sent/s | int8 / fp32 "
+            "| search | processes x batch threads x torch threads | fp32 sent/s | int8 sent/s | int8 / fp32 "
             "| fp32 BLEU | int8 BLEU | same output |",
             "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
     for r in int8:
         lines.append(
-            f"| {r['method']} | {r['workers']} x {r['threads_per_worker']} | "
+            f"| {r['method']} | {layout(r)} | "
             f"{r['fp32_sent_s']} | {r['int8_sent_s']} | {r['int8_speedup']:.2f} | "
             f"{r['fp32_bleu']} | {r['int8_bleu']} | {100 * r['same_output']:.0f} % |"
         )
     return "\n".join(lines + shortlist_table(result.get("decode_shortlist") or []))
+
+
+def layout(row: dict) -> str:
+    """A decode row's processes x batch threads x torch threads (an older bench.json has no
+    batch threads: 1)."""
+    return f"{row['workers']} x {row.get('batch_threads', 1)} x {row['threads_per_worker']}"
 
 
 def shortlist_table(rows: list[dict]) -> list[str]:
@@ -194,13 +200,13 @@ def shortlist_table(rows: list[dict]) -> list[str]:
         f"lexical shortlist (--shortlist {rows[0]['shortlist']}), passes interleaved with the "
         f"full output layer, median of {rows[0]['passes']}; mean candidates per sentence "
         f"{rows[0]['mean_candidates']} of {rows[0]['vocab']}",
-        "| search | processes x threads | full sent/s | shortlist sent/s | shortlist / full "
+        "| search | processes x batch threads x torch threads | full sent/s | shortlist sent/s | shortlist / full "
         "| full BLEU | shortlist BLEU | same output |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['method']} | {r['workers']} x {r['threads_per_worker']} | "
+            f"| {r['method']} | {layout(r)} | "
             f"{r['full_sent_s']} | {r['shortlist_sent_s']} | {r['shortlist_speedup']:.2f} | "
             f"{r['full_bleu']} | {r['shortlist_bleu']} | {100 * r['same_output']:.0f} % |"
         )

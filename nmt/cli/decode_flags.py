@@ -26,6 +26,7 @@ DECODE_FLAGS = {
     "max_tokens": "max_tokens",
     "max_sentences": "batch_size",
     "workers": "workers",
+    "batch_threads": "batch_threads",
     "length_penalty": "length_penalty",
     "length_normalize": "length_normalize",
     "coverage_penalty": "coverage_penalty",
@@ -76,6 +77,12 @@ def add_decode_flags(p: argparse.ArgumentParser) -> None:
         type=int,
         help="CPU processes decoding batches in parallel, one torch thread each: use the "
         "number of cores (default: the checkpoint's decode.workers)",
+    )
+    p.add_argument(
+        "--batch-threads",
+        type=int,
+        help="threads of this process decoding batches in parallel, sharing its torch "
+        "threads: use the number of cores (default: the checkpoint's decode.batch_threads)",
     )
     _add_ranking_flags(p)
     p.add_argument(

@@ -43,6 +43,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="CPU processes decoding the batches of one large call in parallel "
         "(default: the checkpoint's decode.workers)",
     )
+    p.add_argument(
+        "--batch-threads",
+        type=int,
+        help="threads searching the batches of one large call in parallel, sharing the torch "
+        "threads (default: the checkpoint's decode.batch_threads)",
+    )
     p.add_argument("--threads", type=int, help="torch threads of the decoding thread")
     p.add_argument("--max-src-len", type=int, default=250, help="truncate longer inputs (pieces)")
     defaults = ServeSettings()
@@ -87,7 +93,12 @@ def run(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
     served = load_served_model(
-        args.checkpoint, args.device, args.workers, args.max_src_len, args.quantize
+        args.checkpoint,
+        args.device,
+        args.workers,
+        args.max_src_len,
+        args.quantize,
+        batch_threads=args.batch_threads,
     )
     sock = bind(args.host, args.port)
     print(f"nmt-serve: {served.info['name']} on {url_of(sock)}/", file=sys.stderr, flush=True)

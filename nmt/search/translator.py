@@ -22,6 +22,7 @@ from nmt.search.lexical_table import LexicalTable
 from nmt.search.shortlist import Shortlist, shortlist_view
 from nmt.search.table_step import search_view
 from nmt.search.terminology import TermTable
+from nmt.search.threads import search_in_threads
 from nmt.search.workers import Job, search_in_workers
 
 # Limits of terminology constraints (see Translator.term_constraints).
@@ -80,9 +81,11 @@ class Translator:
         self.device = torch.device(device)
         self.max_src_len = max_src_len
         self.warn = warn or (lambda msg: print(f"nmt: warning: {msg}", file=sys.stderr))
-        self._warned_workers = False
+        self._warned_parallel = False
         self.lexical = lexical
-        self._search_model: torch.nn.Module | None = None  # made at the first translation
+        # Made at the first translation (see _search_views).
+        self._base_view: torch.nn.Module | None = None
+        self._views: list[torch.nn.Module] = []
 
     def translate(self, lines: list[str]) -> list[str]:
         """The best translation of every line, in input order (an empty line stays empty)."""
@@ -130,7 +133,7 @@ class Translator:
             for batch in inference_batches(lengths, self.batch_budget(), self.cfg.max_sentences)
         ]
         try:
-            model = self._search_view(was_training)
+            views = self._search_views(was_training, self.batch_threads())
             jobs = [
                 Job(
                     [encoded[i] for i in b],
@@ -139,7 +142,7 @@ class Translator:
                 )
                 for b in batches
             ]
-            for key, nbest in self._search(model, jobs, return_attention):
+            for key, nbest in self._search(views, jobs, return_attention):
                 for i, hyps in zip(batches[key], nbest):
                     results[i] = [
                         Translation(self.tgt_tok.decode(h.tokens), h.score, h.tokens, h.attention)
@@ -152,21 +155,23 @@ class Translator:
                 self.model.train()
         return results
 
-    def _search_view(self, was_training: bool) -> torch.nn.Module:
-        """The model as search runs it (:func:`~nmt.search.table_step.search_view`; its gate table
-        is ~2 GFLOP for the reference model; a shortlist view around it with
-        ``decode.shortlist``), made at the first translation and kept, unless
-        the model came in training mode: it is being trained, so each call makes its own."""
-        if was_training:
-            return self._make_view()
-        if self._search_model is None:
-            self._search_model = self._make_view()
-        return self._search_model
-
-    def _make_view(self) -> torch.nn.Module:
-        """:func:`search_view`, with the output layer cut to a shortlist when asked."""
-        view = search_view(self.model)
-        return shortlist_view(view, self.shortlist()) if self.cfg.shortlist > 0 else view
+    def _search_views(self, was_training: bool, count: int) -> list[torch.nn.Module]:
+        """``count`` views of the model as search runs it, one per decoding thread
+        (:func:`~nmt.search.table_step.search_view`: its gate table is ~2 GFLOP for the
+        reference model, made once and shared; with ``decode.shortlist`` each view has its
+        own shortlist view around it, whose scratch buffers only one search may use).
+        Made at the first translation and kept, unless the model came in training mode: it
+        is being trained, so each call makes its own."""
+        views = [] if was_training else self._views
+        if len(views) < count:
+            base = self._base_view
+            if base is None or was_training:
+                base = search_view(self.model)
+                if not was_training:
+                    self._base_view = base
+            while len(views) < count:
+                views.append(shortlist_view(base, self.shortlist()) if self.cfg.shortlist else base)
+        return views[:count]
 
     def shortlist(self) -> Shortlist:
         """The shortlist ``decode.shortlist`` asks for (:mod:`nmt.search.shortlist`).
@@ -182,30 +187,45 @@ class Translator:
         return Shortlist.of(self.lexical, self.cfg.shortlist, self.cfg.shortlist_frequent)
 
     def _search(
-        self, model, jobs: list[Job], return_attention: bool
+        self, views: list[torch.nn.Module], jobs: list[Job], return_attention: bool
     ) -> Iterator[tuple[int, list[list[Hypothesis]]]]:
-        """``(batch number, n-best lists)`` per batch: here, one batch after the other, or
-        in ``decode.workers`` CPU processes (in the order they finish)."""
+        """``(batch number, n-best lists)`` per batch: here, one batch after the other; in
+        ``decode.workers`` CPU processes or ``decode.batch_threads`` threads, in the order
+        they finish."""
         workers = self.workers()
         if workers > 1 and len(jobs) > 1:
-            yield from search_in_workers(model, jobs, self.cfg, workers, return_attention)
+            yield from search_in_workers(views[0], jobs, self.cfg, workers, return_attention)
+            return
+        if len(views) > 1 and len(jobs) > 1:
+            yield from search_in_threads(views, jobs, self.cfg, return_attention)
             return
         for key, job in enumerate(jobs):
             src, src_lengths = pad(job.src, self.device)
             guided = (job.prefixes, job.constraints)
-            yield key, search(model, src, src_lengths, self.cfg, return_attention, *guided)
+            yield key, search(views[0], src, src_lengths, self.cfg, return_attention, *guided)
 
     def workers(self) -> int:
         """Decoding processes: ``decode.workers`` on the CPU; one on a GPU (with a warning)."""
-        workers = max(1, self.cfg.workers)
-        if workers > 1 and self.device.type != "cpu":
-            if not self._warned_workers:
+        return self._cpu_only("workers", self.cfg.workers)
+
+    def batch_threads(self) -> int:
+        """Decoding threads: ``decode.batch_threads`` on the CPU outside autocast (its state
+        is per thread); one on a GPU (with a warning) or under autocast."""
+        threads = self._cpu_only("batch_threads", self.cfg.batch_threads)
+        return 1 if torch.is_autocast_enabled("cpu") else threads
+
+    def _cpu_only(self, key: str, value: int) -> int:
+        """``decode.<key>``'s ``value`` on the CPU; 1 elsewhere, with a warning the first time."""
+        value = max(1, value)
+        if value > 1 and self.device.type != "cpu":
+            if not self._warned_parallel:
                 self.warn(
-                    f"decode.workers={workers} applies to CPU decoding; one process decodes on {self.device.type}"
+                    f"decode.{key}={value} applies to CPU decoding; one search at a time "
+                    f"decodes on {self.device.type}"
                 )
-                self._warned_workers = True
+                self._warned_parallel = True
             return 1
-        return workers
+        return value
 
     def batch_budget(self) -> int:
         """Source tokens per batch: ``decode.max_tokens`` counts every beam (or sample) as a

@@ -49,21 +49,25 @@ def load_served_model(
     workers: int | None = None,
     max_src_len: int = 250,
     quantize: str | None = None,
+    batch_threads: int | None = None,
 ) -> ServedModel:
     """Load a run folder (its ``best.pt``, else ``last.pt``) or a checkpoint file.
 
     Args:
         workers: CPU processes decoding each large call's batches in parallel
             (``decode.workers``; default: the checkpoint's).
+        batch_threads: threads of the decoding thread searching those batches in parallel
+            (``decode.batch_threads``; default: the checkpoint's).
         quantize: ``"int8"``: decode on the CPU with int8 layers (:mod:`nmt.models.quantize`).
 
     Raises:
         NMTError: the checkpoint is missing, unsafe, damaged or not a translation model;
-            ConfigError for a bad ``--device``, ``--workers``, ``--max-src-len`` or
-            ``--quantize`` (int8 with cuda).
+            ConfigError for a bad ``--device``, ``--workers``, ``--batch-threads``,
+            ``--max-src-len`` or ``--quantize`` (int8 with cuda).
     """
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be at least 1 (got {workers})")
+    for name, value in (("--workers", workers), ("--batch-threads", batch_threads)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be at least 1 (got {value})")
     if max_src_len < 1:
         raise ConfigError(f"--max-src-len must be at least 1 (got {max_src_len})")
     dev = resolve_device(quantize_device(quantize, device), "--device")
@@ -75,6 +79,13 @@ def load_served_model(
         model = quantize_for_cpu(model, quantize)
     if workers is not None:
         decode = dataclasses.replace(decode, workers=workers)
+    if batch_threads is not None:
+        decode = dataclasses.replace(decode, batch_threads=batch_threads)
+    if decode.workers > 1 and decode.batch_threads > 1:
+        raise ConfigError(
+            f"decoding processes ({decode.workers}) and batch threads ({decode.batch_threads}) "
+            "both split the batches: give --workers 1 or --batch-threads 1"
+        )
     # A run trained with decode.shortlist set decodes with it here too.
     lexical = load_lexical_table(run_dir, cfg, src_tok, tgt_tok) if decode.shortlist else None
     translator = Translator(
