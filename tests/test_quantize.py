@@ -298,14 +298,14 @@ def test_nmt_serve_passes_quantize_to_its_model_loader(run_dir, capsys, monkeypa
 
     calls = []
 
-    def loader(*args):
-        calls.append(args)
+    def loader(*args, **kwargs):
+        calls.append((args, kwargs))
         raise NMTError("stopped before loading")  # no model, no server
 
     monkeypatch.setattr(served_model, "load_served_model", loader)
     code, out, err = run_main(serve, [str(run_dir), "--quantize", "int8"], capsys)
     one_line_error(code, err, "stopped before loading", out=out)
-    assert calls == [(str(run_dir), "auto", None, 250, "int8")]
+    assert calls == [((str(run_dir), "auto", None, 250, "int8"), {"batch_threads": None})]
 
 
 def test_building_the_cli_parsers_imports_no_torch():
