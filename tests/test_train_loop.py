@@ -73,6 +73,7 @@ def test_loss_goes_down_and_run_folder_is_complete(tiny_parallel, tmp_path):
     assert all(math.isfinite(n) and n > 0 for n in norms) and len(set(norms)) == 6
     valid = [r for r in records if r["split"] == "valid"]
     assert [r["step"] for r in valid] == [15, 29, 30]  # every 15 steps, epoch end, the end
+    assert [r["epoch"] for r in valid] == [1, 1, 2]  # the end of epoch 1 is still epoch 1
     assert all({"loss", "ppl", "bleu", "chrf"} <= r.keys() for r in valid)
     assert best == max(r["bleu"] for r in valid)
     for name in ("best.pt", "last.pt", "curves.png", "step_00000030.pt"):

@@ -294,7 +294,10 @@ class Trainer:
         else:
             self.bad_validations += 1
         if self.info.is_main:
-            self.metrics.write("valid", self.step, {"epoch": self.epoch + 1, **result})
+            # The epoch the validated weights belong to: the one in progress, or at an
+            # epoch's end (``self.epoch`` already counts it) the one just finished.
+            epoch = self.epoch + (self.batch_in_epoch > 0)
+            self.metrics.write("valid", self.step, {"epoch": epoch, **result})
             shown = " | ".join(f"{k} {v:.4g}" for k, v in result.items() if isinstance(v, float))
             mark = " (best)" if improved else ""
             self.progress.message(f"valid step {self.step} | {shown}{mark}")
