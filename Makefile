@@ -11,7 +11,7 @@ export NMT_DATA_MIRROR ?= $(if $(wildcard ../shared/data/SHA256SUMS),$(abspath .
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint prepare quickstart multi30k embeddings-study tatoeba shakespeare bench gpu-check clean
+.PHONY: help install test test-all lint prepare quickstart multi30k how-far embeddings-study tatoeba shakespeare bench gpu-check clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -42,6 +42,10 @@ quickstart: install ## Prepare, train (≤12 min on 2 cores), translate and scor
 
 multi30k: install ## Recipe multi30k_en_fr: 90 min of training on 2 cores, 3 test sets scored
 	EXAMPLES=3 bash recipes/run.sh multi30k_en_fr
+
+how-far: install ## Test BLEU of every kept step_*.pt of RUN=<multi30k run> against minutes and #20's goals
+	$(if $(RUN),,$(error set RUN=runs/multi30k_en_fr/<run>, a run trained with train.keep_last=60))
+	$(BIN)/python recipes/multi30k_en_fr/how_far.py $(RUN) $(HOW_FAR_ARGS)
 
 embeddings-study: install ## Multi30k 1k-29k pairs x random/word2vec/GloVe+fastText embeddings (~2 h on 2 cores)
 	$(BIN)/python recipes/multi30k_en_fr/embeddings_study.py $(STUDY_ARGS)

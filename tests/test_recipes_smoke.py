@@ -4,6 +4,7 @@ config, script or command-line glue breaks fails here."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import read_gz
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = str(Path(sys.executable).parent)
@@ -138,3 +140,70 @@ def test_embeddings_study_end_to_end(shared_data, tmp_path):
     table = (tmp_path / "table.md").read_text().splitlines()
     assert [row.split("|")[2].strip() for row in table[2:]] == ["random", "frozen"]
     assert (tmp_path / "plot.png").stat().st_size > 10_000
+
+
+def test_how_far_scores_every_kept_checkpoint(shared_data, tmp_path, monkeypatch, capsys):
+    """recipes/multi30k_en_fr/how_far.py on a tiny Multi30k run that kept a checkpoint per
+    validation: a curve row per checkpoint with its training minutes, validation BLEU and
+    test BLEU, the gap to the goal, the plot; a second call reuses the scores."""
+    run = tmp_path / "run"
+    overrides = [o for o in TINY_NMT if not o.startswith("train.max_steps")]
+    recipe = ["--config-dir", "recipes/multi30k_en_fr", "--config-name", "multi30k_en_fr"]
+    subprocess.run(
+        [f"{BIN}/nmt-train", *recipe, *overrides, "embeddings=random", "train.max_steps=4"]
+        + ["train.valid_every=2", "train.keep_last=10", "data.test_splits=[test_2017_mscoco]"]
+        + [f"hydra.run.dir={run}"],
+        cwd=REPO,
+        env={**os.environ, "NMT_DATA_MIRROR": str(shared_data), "OMP_NUM_THREADS": "1"},
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert sorted(p.name for p in run.glob("step_*.pt")) == ["step_00000002.pt", "step_00000004.pt"]
+
+    spec = importlib.util.spec_from_file_location(
+        "how_far", REPO / "recipes/multi30k_en_fr/how_far.py"
+    )
+    how_far = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(how_far)
+    monkeypatch.setenv("NMT_DATA_MIRROR", str(shared_data))
+    table, plot = tmp_path / "how_far.md", tmp_path / "how_far.png"
+    assert how_far.main([str(run), "--table", str(table), "--plot", str(plot)]) == 0
+    assert capsys.readouterr().out.count("[how-far] decoding") == 2
+    record = json.loads((run / "curve" / "curve.json").read_text())
+    rows = record["curve"]
+    assert [r["step"] for r in rows] == [2, 4]
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    valid = {m["step"]: m["bleu"] for m in metrics if m.get("split") == "valid"}
+    assert [r["valid_bleu"] for r in rows] == [valid[2], valid[4]]
+    assert 0 <= rows[0]["minutes"] <= rows[1]["minutes"] < 5
+    for r in rows:
+        scored = json.loads((run / "curve" / f"step_{r['step']:08d}" / "results.json").read_text())
+        assert r["test_bleu"] == {"test_2017_mscoco": scored["splits"]["test_2017_mscoco"]["bleu"]}
+    (gap,) = [line for line in table.read_text().splitlines() if line.startswith("| gap at")]
+    assert gap.split("|")[-2].strip() == f"{rows[-1]['test_bleu']['test_2017_mscoco'] - 54.7:+.2f}"
+    assert plot.stat().st_size > 10_000
+    # The words: the mscoco sources with a word the 300 training pairs lack, counted here again.
+    seen = {
+        w
+        for line in read_gz(shared_data / "multi30k" / "train.en.gz", 300)
+        for w in how_far.words(line)
+    }
+    mscoco = read_gz(shared_data / "multi30k" / "test_2017_mscoco.en.gz")
+    unseen = sum(any(w not in seen for w in how_far.words(s)) for s in mscoco)
+    (coverage,) = record["coverage"]
+    assert coverage["unseen"]["sentences"] == unseen and 0 < unseen < len(mscoco)
+    assert coverage["all_seen"]["sentences"] == len(mscoco) - unseen
+    shares = [coverage[f"tokens_seen_under_{k}"] for k in (1, 5, 100)]
+    assert 0 < shares[0] <= shares[1] <= shares[2] < 1
+
+    assert how_far.main([str(run), "--every", "2", "--plot", str(tmp_path / "again.png")]) == 0
+    assert "[how-far] decoding" not in capsys.readouterr().out  # the scores are reused
+    again = json.loads((run / "curve" / "curve.json").read_text())["curve"]
+    assert [r["step"] for r in again] == [4]
+
+    for p in run.glob("step_*.pt"):
+        p.unlink()
+    with pytest.raises(SystemExit) as missing:
+        how_far.main([str(run)])
+    assert missing.value.code == 2 and "train.keep_last=60" in capsys.readouterr().err
