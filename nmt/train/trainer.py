@@ -232,6 +232,12 @@ class Trainer:
         # gloo reduces CPU tensors, NCCL only GPU tensors.
         return self.device if self.device.type == "cuda" else torch.device("cpu")
 
+    @property
+    def epoch_number(self) -> int:
+        """The 1-based epoch the current weights belong to: the one in progress, or at an
+        epoch's end (``self.epoch`` already counts it) the one just finished."""
+        return self.epoch + (self.batch_in_epoch > 0)
+
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.t0
 
@@ -259,7 +265,7 @@ class Trainer:
     def _interval_values(self, tokens_all_ranks: float) -> dict[str, float]:
         values = self.interval.values(tokens_all_ranks)
         return {
-            "epoch": self.epoch + 1,
+            "epoch": self.epoch_number,
             **values,
             "lr": self.schedule.lr,
             "elapsed": self.elapsed(),
@@ -294,10 +300,7 @@ class Trainer:
         else:
             self.bad_validations += 1
         if self.info.is_main:
-            # The epoch the validated weights belong to: the one in progress, or at an
-            # epoch's end (``self.epoch`` already counts it) the one just finished.
-            epoch = self.epoch + (self.batch_in_epoch > 0)
-            self.metrics.write("valid", self.step, {"epoch": epoch, **result})
+            self.metrics.write("valid", self.step, {"epoch": self.epoch_number, **result})
             shown = " | ".join(f"{k} {v:.4g}" for k, v in result.items() if isinstance(v, float))
             mark = " (best)" if improved else ""
             self.progress.message(f"valid step {self.step} | {shown}{mark}")
@@ -419,7 +422,7 @@ class Trainer:
             lines = summary_lines(
                 self.stop_reason or "finished",
                 steps=self.step,
-                epochs=self.epoch + (self.batch_in_epoch > 0),
+                epochs=self.epoch_number,
                 wall=self.elapsed(),
                 tok_s=self.tokens_total / max(train_seconds, 1e-9),
                 valid_seconds=self.valid_seconds,

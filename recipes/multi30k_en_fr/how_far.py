@@ -32,9 +32,10 @@ from nmt.cli.evaluate import evaluate, parse_args
 from nmt.config import from_plain
 from nmt.data.prepare import prepare
 from nmt.errors import NMTError
-from nmt.report import with_elapsed
+from nmt.report import cells_row, number, with_elapsed
 from nmt.scoring import score
 from nmt.train.checkpoint import load_checkpoint
+from nmt.train.metrics import METRICS_NAME, read_metrics
 
 # OPUS-MT transformer-big, the goals of issue #20 (cased sacreBLEU).
 GOALS = {"test_2016_flickr": 60.0, "test_2017_flickr": 52.8, "test_2017_mscoco": 54.7}
@@ -68,10 +69,10 @@ def score_checkpoint(checkpoint: Path, out: Path, extra: list[str]) -> dict[str,
 def training_points(run: Path) -> dict[int, dict[str, Any]]:
     """``{step: {"minutes", "valid_bleu"}}`` for every step that has a record
     (``minutes`` of training wall time, as ``nmt-report`` reckons it)."""
-    path = run / "metrics.jsonl"
+    path = run / METRICS_NAME
     if not path.is_file():
         raise NMTError(f"{path} is missing: pass a run folder that nmt-train wrote")
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = read_metrics(path)
     points: dict[int, dict[str, Any]] = {}
     for elapsed, r in with_elapsed(records):
         if "step" not in r or elapsed is None:
@@ -142,14 +143,13 @@ def coverage_rows(checkpoint: Path, scores: Path) -> list[dict[str, Any]]:
 def coverage_markdown(rows: list[dict[str, Any]]) -> str:
     head = ["split", "sentences", "all words seen: n, BLEU", "a word unseen: n, BLEU"]
     head.append("source words seen 0 / <5 / <100 times in training")
-    lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|---:|"]
+    lines = [cells_row(head), "|---|---:|---:|---:|---:|"]
     for r in rows:
         cells = [SHORT.get(r["split"], r["split"]), str(r["sentences"])]
         for part in (r["all_seen"], r["unseen"]):
-            bleu = "–" if part["bleu"] is None else f"{part['bleu']:.2f}"
-            cells.append(f"{part['sentences']}, {bleu}")
+            cells.append(f"{part['sentences']}, {number(part['bleu'], '{:.2f}')}")
         cells.append(" / ".join(f"{100 * r[f'tokens_seen_under_{b}']:.1f} %" for b in (1, 5, 100)))
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(cells_row(cells))
     return "\n".join(lines) + "\n"
 
 
@@ -157,17 +157,16 @@ def coverage_markdown(rows: list[dict[str, Any]]) -> str:
 def markdown(rows: list[dict[str, Any]]) -> str:
     splits = list(rows[-1]["test_bleu"])
     head = ["step", "minutes", "val BLEU (greedy)", *(SHORT.get(s, s) for s in splits)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    lines = [cells_row(head), "|" + "---:|" * len(head)]
     for r in rows:
-        val = "–" if r["valid_bleu"] is None else f"{r['valid_bleu']:.2f}"
-        cells = [f"{r['step']:,}", f"{r['minutes']:.1f}", val]
+        cells = [f"{r['step']:,}", f"{r['minutes']:.1f}", number(r["valid_bleu"], "{:.2f}")]
         cells += [f"{r['test_bleu'].get(s, float('nan')):.2f}" for s in splits]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(cells_row(cells))
     goals = ["goal", "", "", *(f"{GOALS[s]:g}" if s in GOALS else "–" for s in splits)]
-    lines.append("| " + " | ".join(goals) + " |")
+    lines.append(cells_row(goals))
     gap = ["gap at the end", "", ""]
     gap += [f"{rows[-1]['test_bleu'][s] - GOALS[s]:+.2f}" if s in GOALS else "–" for s in splits]
-    lines.append("| " + " | ".join(gap) + " |")
+    lines.append(cells_row(gap))
     return "\n".join(lines) + "\n"
 
 
